@@ -1,0 +1,46 @@
+# sekisho - the two commands of the README, and a few conveniences.
+#   make run     install what is missing, build, run the main job
+#   make check   install what is missing, build, run every test (also under ASan+UBSan)
+BUILD   ?= build
+ASAN    ?= build-asan
+MESON_WERROR = -Dwerror=true
+
+.PHONY: all deps deps-check build run check test test-asan fuzz bench clean
+
+all: build
+
+deps:
+	@scripts/deps.sh build
+
+deps-check:
+	@scripts/deps.sh check
+
+$(BUILD)/build.ninja:
+	meson setup $(BUILD) $(MESON_WERROR)
+
+build: deps $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+
+# The main job. Until the gateway (sekisho-milter) lands, it sanitizes the bundled
+# sample mails into out/ with a quarantine under var/.
+run: build
+	@scripts/run-samples.sh $(BUILD)
+
+$(ASAN)/build.ninja:
+	CC=clang meson setup $(ASAN) $(MESON_WERROR) -Db_sanitize=address,undefined \
+	    -Db_lundef=false -Dbuildtype=debug -Dfuzzing=true
+
+test: build
+	meson test -C $(BUILD) --print-errorlogs
+
+test-asan: deps-check $(ASAN)/build.ninja
+	ninja -C $(ASAN)
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=1 \
+	    meson test -C $(ASAN) --print-errorlogs
+
+check: deps-check build
+	meson test -C $(BUILD) --print-errorlogs
+	$(MAKE) --no-print-directory test-asan
+
+clean:
+	rm -rf $(BUILD) $(ASAN) out var

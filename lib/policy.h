@@ -1,0 +1,83 @@
+/*
+ * policy - the one policy file every component reads (YAML, libyaml), in the
+ * vocabulary of the 対策基準: organization, internal domains, zones with their
+ * networks, roles, 機密性 levels, mail rules, retention periods, limits.
+ *
+ * policy_default() gives the built-in defaults (every command works without a
+ * file); policy_load() starts from those defaults and overrides what the file
+ * says. Unknown keys, wrong types and out-of-range values are errors, reported
+ * one per line as "file:line: message" (libyaml's marks give the line), and the
+ * load fails as a whole: a policy is never half applied.
+ *
+ * The struct is read-only for callers after load; policy_free() releases it.
+ */
+#ifndef SEKISHO_POLICY_H
+#define SEKISHO_POLICY_H
+
+#include "util/buf.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct policy_zone {
+    char *name;        /* e.g. "インターネット接続系" */
+    char *kind;        /* "mynumber" | "lgwan" | "internet" | "other" */
+    char **networks;   /* CIDR strings, e.g. "192.0.2.0/24" */
+    size_t n_networks;
+} policy_zone;
+
+typedef struct policy_role {
+    char *name;        /* e.g. "統括情報セキュリティ責任者" */
+    char **members;    /* user names / mail addresses */
+    size_t n_members;
+} policy_role;
+
+typedef struct policy_mail_limits {
+    uint64_t max_message_bytes;  /* whole message as received */
+    uint64_t max_header_bytes;   /* one header block (all fields of one entity) */
+    uint64_t max_headers;        /* fields in one header block */
+    uint64_t max_depth;          /* MIME nesting (multipart and message/rfc822) */
+    uint64_t max_parts;          /* MIME entities in the whole message */
+    uint64_t max_decoded_bytes;  /* decoded bytes over all parts */
+    uint64_t max_text_bytes;     /* UTF-8 text in the sanitized body */
+    uint64_t time_limit_ms;      /* wall time for one message */
+} policy_mail_limits;
+
+typedef struct policy_mail {
+    char *subject_tag;        /* prefix for external mail, default "[外部]"; "" = none */
+    int prefer_html;          /* multipart/alternative: 0 text/plain (default), 1 text/html */
+    int defang_links;         /* default 1 */
+    int english;              /* notices in English (language: en); default Japanese */
+    uint64_t retention_days;  /* quarantined originals, default 90 */
+    policy_mail_limits limits;
+} policy_mail;
+
+typedef struct policy {
+    char *source;             /* file path, or "(built-in defaults)" */
+    char *organization;       /* 団体名 */
+    char **internal_domains;  /* mail domains of the organization */
+    size_t n_internal_domains;
+    policy_zone *zones;
+    size_t n_zones;
+    policy_role *roles;
+    size_t n_roles;
+    char **confidentiality_levels; /* 機密性 levels, e.g. "機密性3", "機密性2", "機密性1" */
+    size_t n_confidentiality_levels;
+    char *state_dir;          /* default $SEKISHO_STATE_DIR or /var/lib/sekisho */
+    char *quarantine_dir;     /* default <state_dir>/quarantine */
+    policy_mail mail;
+} policy;
+
+/* Built-in defaults. Never NULL (calls msg_fatal on out of memory). */
+policy *policy_default(void);
+
+/* Loads path over the defaults. On error returns NULL and appends one
+ * "path:line: message\n" per problem to errors. */
+policy *policy_load(const char *path, buf *errors);
+
+void policy_free(policy *p);
+
+/* 1 if domain (case-insensitive, exact or a subdomain) is internal. */
+int policy_domain_is_internal(const policy *p, const char *domain);
+
+#endif

@@ -1,0 +1,25 @@
+#!/bin/sh
+# Installs the Debian 12 packages sekisho needs to build, run and test, only if
+# some are missing. Non-interactive; needs root (or sudo) for apt-get.
+#   scripts/deps.sh build   what `make` needs
+#   scripts/deps.sh check   also what the tests need (corpora, clang for ASan/fuzzing)
+set -eu
+BUILD="meson ninja-build pkg-config gcc libc6-dev libglib2.0-dev libgmime-3.0-dev libicu-dev
+libxml2-dev libyaml-dev libsqlite3-dev libmagic-dev libmagic-mgc libarchive-dev libssl-dev
+libsodium-dev python3"
+CHECK="clang libclang-rt-14-dev llvm nkf zip libpython3.11-testsuite spamassassin"
+want="$BUILD"
+[ "${1:-build}" = check ] && want="$BUILD $CHECK"
+missing=""
+for p in $want; do
+    st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+    case "$st" in *"install ok installed"*) ;; *) missing="$missing $p" ;; esac
+done
+[ -z "$missing" ] && exit 0
+echo "deps: installing:$missing"
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO=sudo
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq --no-install-recommends $missing

@@ -1,0 +1,27 @@
+/*
+ * cli - what the sekisho subcommands share: exit codes (sysexits.h values),
+ * policy loading with file:line errors, and the state directory.
+ */
+#ifndef SEKISHO_CLI_H
+#define SEKISHO_CLI_H
+
+#include "policy.h"
+
+#define EXIT_OK 0
+#define EXIT_USAGE 64    /* EX_USAGE */
+#define EXIT_DATAERR 65  /* EX_DATAERR: this input cannot be made safe */
+#define EXIT_NOINPUT 66  /* EX_NOINPUT */
+#define EXIT_SOFTWARE 70 /* EX_SOFTWARE */
+#define EXIT_CANTCREAT 73
+#define EXIT_IOERR 74
+#define EXIT_TEMPFAIL 75 /* EX_TEMPFAIL: internal or resource failure, try again */
+#define EXIT_CONFIG 78   /* EX_CONFIG: the policy file is wrong */
+
+/* Loads the policy at path, or the built-in defaults when path is NULL.
+ * On error prints each "file:line: message" to stderr and exits EXIT_CONFIG. */
+policy *cli_load_policy(const char *path);
+
+int cmd_sanitize(int argc, char **argv);
+int cmd_quarantine(int argc, char **argv);
+
+#endif
