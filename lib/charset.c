@@ -796,6 +796,33 @@ static int mostly_valid(const struct cand *c, const uint8_t *p, size_t n)
     return high >= 8 && s.replaced * 20 <= high;
 }
 
+/*
+ * 1 when p is UTF-8 with a few bad bytes: valid multi-byte sequences do not
+ * happen by chance in legacy text, so several of them and few errors mean
+ * damaged UTF-8 (stricter when the label did not say UTF-8).
+ */
+static int utf8_damaged(const uint8_t *p, size_t n, int labelled)
+{
+    size_t valid = 0, bad = 0, i = 0;
+    while (i < n) {
+        if (p[i] < 0x80) {
+            i++;
+            continue;
+        }
+        size_t k = p[i] >= 0xF0 ? 4 : p[i] >= 0xE0 ? 3 : 2;
+        if (k <= n - i && charset_is_utf8(p + i, k)) {
+            valid++;
+            i += k;
+        } else {
+            bad++;
+            i++;
+        }
+    }
+    if (labelled)
+        return valid >= 1 && bad <= valid;
+    return valid >= 2 && bad * 4 <= valid;
+}
+
 int charset_to_utf8(const uint8_t *p, size_t n, const char *label, buf *out, charset_info *info)
 {
     charset_info dummy;
@@ -875,7 +902,7 @@ int charset_to_utf8(const uint8_t *p, size_t n, const char *label, buf *out, cha
     }
 
     info->detected = !(have_declared && declared.fam == FAM_UTF8);
-    if (!ascii && mostly_valid(&cand_utf8, p, n)) {
+    if (!ascii && utf8_damaged(p, n, have_declared && declared.fam == FAM_UTF8)) {
         /* Damaged UTF-8: valid multi-byte UTF-8 does not happen by chance. */
         struct sink s = {out, 0, 0};
         int rc = run_cand(&cand_utf8, p, n, 0, &s);
