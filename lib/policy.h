@@ -63,6 +63,15 @@ typedef struct policy {
     size_t n_roles;
     char **confidentiality_levels; /* 機密性 levels, e.g. "機密性3", "機密性2", "機密性1" */
     size_t n_confidentiality_levels;
+    /* Added: the MIC guideline classifies by 機密性, 完全性 and 可用性 (基本方針
+     * 「機密性、完全性及び可用性に応じて分類」); some bodies (只見町) use one
+     * 重要性分類 I-III instead. Each list is highest first, empty if not given. */
+    char **integrity_levels;       /* 完全性, e.g. "完全性2", "完全性1" */
+    size_t n_integrity_levels;
+    char **availability_levels;    /* 可用性, e.g. "可用性2", "可用性1" */
+    size_t n_availability_levels;
+    char **importance_levels;      /* 重要性分類, e.g. "重要性分類I", "重要性分類II" */
+    size_t n_importance_levels;
     char *state_dir;          /* default $SEKISHO_STATE_DIR or /var/lib/sekisho */
     char *quarantine_dir;     /* default <state_dir>/quarantine */
     policy_mail mail;
@@ -74,6 +83,11 @@ policy *policy_default(void);
 /* Loads path over the defaults. On error returns NULL and appends one
  * "path:line: message\n" per problem to errors. */
 policy *policy_load(const char *path, buf *errors);
+
+/* Added: the same over bytes already in memory (n <= 1 MiB); name is used in
+ * the messages in place of a path. policy_load() reads the file and calls this;
+ * the fuzz target calls it directly. errors may be NULL (messages dropped). */
+policy *policy_load_mem(const char *name, const uint8_t *p, size_t n, buf *errors);
 
 void policy_free(policy *p);
 
