@@ -1071,6 +1071,14 @@ static int guard_addresses(const char *s, size_t n, buf *out, size_t *replaced)
             rc = decode_run(s, n, &w, &c, &dec, replaced, &end);
             if (rc < 0)
                 break;
+            if (!in_quote && !depth &&
+                ((end < n && (s[end] == '@' || s[end] == '.')) ||
+                 (i > 0 && (s[i - 1] == '@' || s[i - 1] == '.')))) {
+                /* Part of a bare addr-spec: addresses stay as they are. */
+                put_guarded(out, s + i, end - i, 0, replaced);
+                i = end;
+                continue;
+            }
             const char *d = dec.p ? (const char *)dec.p : "";
             if (in_quote) {
                 put_guarded(out, d, dec.len, '"', replaced);
@@ -1244,6 +1252,56 @@ static int encode_list(struct fold *f, InternetAddressList *list)
     return f->out->err;
 }
 
+/* '@' outside quoted strings and comments: a lower bound on the addresses
+ * the text holds. GMime skips what it cannot parse; when it returns fewer
+ * addresses than this, the value is kept as unstructured text instead. */
+static size_t count_ats(const char *s, size_t n)
+{
+    size_t k = 0, depth = 0;
+    int in_quote = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '\\' && (in_quote || depth)) {
+            i++;
+        } else if (in_quote) {
+            in_quote = s[i] != '"';
+        } else if (depth) {
+            depth += s[i] == '(';
+            depth -= s[i] == ')';
+        } else if (s[i] == '"') {
+            in_quote = 1;
+        } else if (s[i] == '(') {
+            depth = 1;
+        } else if (s[i] == '@' && !(i > 0 && s[i - 1] == '<')) {
+            k++; /* (a route "<@relay:" is not an address) */
+        }
+    }
+    return k;
+}
+
+static size_t count_mailboxes(InternetAddressList *list)
+{
+    size_t k = 0;
+    int n = internet_address_list_length(list);
+    for (int i = 0; i < n; i++) {
+        InternetAddress *ia = internet_address_list_get_address(list, i);
+        if (INTERNET_ADDRESS_IS_GROUP(ia)) {
+            InternetAddressList *m = internet_address_group_get_members(INTERNET_ADDRESS_GROUP(ia));
+            int mn = m ? internet_address_list_length(m) : 0;
+            for (int j = 0; j < mn; j++) {
+                InternetAddress *mb = internet_address_list_get_address(m, j);
+                const char *a = INTERNET_ADDRESS_IS_MAILBOX(mb)
+                                    ? internet_address_mailbox_get_addr(INTERNET_ADDRESS_MAILBOX(mb))
+                                    : NULL;
+                k += a && strchr(a, '@');
+            }
+        } else if (INTERNET_ADDRESS_IS_MAILBOX(ia)) {
+            const char *a = internet_address_mailbox_get_addr(INTERNET_ADDRESS_MAILBOX(ia));
+            k += a && strchr(a, '@');
+        }
+    }
+    return k;
+}
+
 int mimehdr_encode_addresses(const char *name, const char *raw, size_t n, buf *out,
                              size_t *replaced)
 {
@@ -1269,7 +1327,8 @@ int mimehdr_encode_addresses(const char *name, const char *raw, size_t n, buf *o
     if (guarded.len > 0)
         list = internet_address_list_parse(opts, buf_cstr(&guarded));
     g_mime_parser_options_free(opts);
-    if (list && internet_address_list_length(list) > 0) {
+    if (list && internet_address_list_length(list) > 0 &&
+        count_mailboxes(list) >= count_ats(buf_cstr(&guarded), guarded.len)) {
         size_t nl = strlen(name);
         struct fold f = {out, nl + 1};
         buf_append(out, name, nl);

@@ -331,6 +331,15 @@ static void test_encode_addresses(void)
          "=?utf-8?B?5pel?= <x@example.jp>", NULL},
         {"=?utf-8?q?Why=3F?= <we?ird@example.jp>", "Why? <we?ird@example.jp>", NULL},
         {"foo bar", "foo bar", "From: foo bar\r\n"},
+        /* addresses stay as they are, even when they look encoded */
+        {"=?utf-8?b?5pel?=@example.jp", "\xe6\x97\xa5@example.jp", /* (lenient decoder) */
+         "From: =?utf-8?b?5pel?=@example.jp\r\n"},
+        {"\"john doe\"@example.jp", "\"john doe\"@example.jp", "From: \"john doe\"@example.jp\r\n"},
+        {"Taro <a@[192.168.0.1]>", "Taro <a@[192.168.0.1]>", "From: Taro <a@[192.168.0.1]>\r\n"},
+        {"Mr. Taro <x@example.jp>", "\"Mr. Taro\" <x@example.jp>",
+         "From: \"Mr. Taro\" <x@example.jp>\r\n"},
+        /* what GMime would drop is kept as text instead */
+        {"a:b:c@d;;", "a:b:c@d;;", "From: a:b:c@d;;\r\n"},
         {"", "", NULL},
     };
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
