@@ -882,8 +882,10 @@ int charset_to_utf8(const uint8_t *p, size_t n, const char *label, buf *out, cha
             }
         }
         if (ascii && esc && declared.fam != FAM_JIS && declared.fam != FAM_OTHER &&
-            has_jis_escape(p, n)) {
-            /* 7-bit text with JIS escapes is ISO-2022-JP whatever the label. */
+            declared.fam != FAM_UTF8 && has_jis_escape(p, n)) {
+            /* 7-bit text with JIS escapes is ISO-2022-JP whatever the label;
+             * but valid UTF-8 labelled UTF-8 is taken at its word, so that
+             * text we encoded ourselves always decodes back unchanged. */
             int rc = attempt(&cand_jis, p, n, out);
             if (rc <= 0) {
                 if (rc == 0) {
