@@ -32,7 +32,7 @@ int msg_verbose(void)
     return verbose;
 }
 
-static void vsay(const char *level, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static void vsay(const char *level, const char *fmt, va_list ap)
 {
     fprintf(stderr, "%s: %s%s", progname, level, *level ? ": " : "");
     vfprintf(stderr, fmt, ap);
