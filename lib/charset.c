@@ -293,12 +293,14 @@ struct sink {
     buf *out;        /* NULL: count only */
     UChar pending;   /* high surrogate waiting for its pair */
     size_t replaced; /* U+FFFD written by the lossy callback or for lone surrogates */
+    size_t wide;     /* code points >= U+0080 written, U+FFFD included */
 };
 
 static int put_cp(struct sink *s, uint32_t cp)
 {
     uint8_t b[4];
     size_t k;
+    s->wide += cp >= 0x80;
     if (cp < 0x80) {
         b[0] = (uint8_t)cp;
         k = 1;
@@ -530,6 +532,7 @@ static const struct cand cand_eucjp = {"EUC-JP", "EUC-JP", FAM_EUCJP};
 static const struct cand cand_utf8 = {"UTF-8", "UTF-8", FAM_UTF8};
 static const struct cand cand_jis = {"ISO-2022-JP", JIS7, FAM_JIS};
 static const struct cand cand_ascii = {"US-ASCII", "US-ASCII", FAM_ASCII};
+static const struct cand cand_1252 = {"windows-1252", "windows-1252", FAM_SINGLE};
 
 /* ucsdet's names to our candidates; NULL for the ones mail never needs. */
 static int cand_from_ucsdet(const char *name, struct cand *c)
@@ -642,7 +645,7 @@ static size_t count_halfwidth_kana(const uint8_t *p, size_t n)
 static int attempt(const struct cand *c, const uint8_t *p, size_t n, buf *out)
 {
     size_t mark = out->len;
-    struct sink s = {out, 0, 0};
+    struct sink s = {out, 0, 0, 0};
     int rc = run_cand(c, p, n, 1, &s);
     if (rc == -EINVAL)
         rc = 1;
@@ -676,14 +679,15 @@ static void detect_cands(const uint8_t *p, size_t n, struct cands *cs, int japan
     }
     add_cand(cs, &cand_utf8, mostly_valid(&cand_utf8, p, n) ? 80 : 0);
     if (japanese_first) {
-        add_cand(cs, &cand_sjis, 50);
-        add_cand(cs, &cand_eucjp, 50);
+        add_cand(cs, &cand_sjis, 20);
+        add_cand(cs, &cand_eucjp, 20);
     }
     ucsdet_cands(p, n, cs);
     add_cand(cs, &cand_sjis, 0);
     add_cand(cs, &cand_eucjp, 0);
     if (has_jis_escape(p, n))
         add_cand(cs, &cand_jis, 0);
+    add_cand(cs, &cand_1252, 0); /* short Western text ucsdet says nothing about */
 }
 
 /*
@@ -693,9 +697,9 @@ static void detect_cands(const uint8_t *p, size_t n, struct cands *cs, int japan
  * Returns 0 with *chosen set, 1 when all failed, < 0 on error.
  */
 static int try_cands(const struct cands *cs, const uint8_t *p, size_t n, buf *out,
-                     const struct cand **chosen, int distrust_single)
+                     const struct cand **chosen, int *distrust_single)
 {
-    int multibyte_failed = distrust_single;
+    int multibyte_failed = *distrust_single;
     size_t euc_i = MAX_CANDS;
     for (size_t i = 0; i < cs->n; i++)
         if (cs->c[i].fam == FAM_EUCJP)
@@ -711,6 +715,14 @@ static int try_cands(const struct cands *cs, const uint8_t *p, size_t n, buf *ou
         if (rc == 1) {
             if (c->fam != FAM_SINGLE && cs->conf[i] >= 30)
                 multibyte_failed = 1;
+            if (c->fam == FAM_SJIS || c->fam == FAM_EUCJP) {
+                /* Japanese text with a bad byte still reads mostly as
+                 * Japanese: then a single-byte reading would be mojibake. */
+                struct sink cnt = {NULL, 0, 0, 0};
+                if (run_cand(c, p, n, 0, &cnt) == 0 && cnt.wide > cnt.replaced &&
+                    cnt.wide - cnt.replaced >= cnt.replaced)
+                    multibyte_failed = 1;
+            }
             continue;
         }
         /* Short EUC-JP text is often valid Shift_JIS too, as half-width kana;
@@ -732,6 +744,7 @@ static int try_cands(const struct cands *cs, const uint8_t *p, size_t n, buf *ou
         *chosen = c;
         return 0;
     }
+    *distrust_single = multibyte_failed;
     return 1;
 }
 
@@ -746,7 +759,7 @@ static int lossy(const struct cands *cs, const uint8_t *p, size_t n, buf *out, s
     for (size_t i = 0; i < cs->n; i++) {
         if (cs->c[i].fam == FAM_ASCII || (distrust_single && cs->c[i].fam == FAM_SINGLE))
             continue;
-        struct sink s = {NULL, 0, 0};
+        struct sink s = {NULL, 0, 0, 0};
         if (run_cand(&cs->c[i], p, n, 0, &s) != 0)
             continue;
         if (s.replaced < best_loss) {
@@ -755,7 +768,7 @@ static int lossy(const struct cands *cs, const uint8_t *p, size_t n, buf *out, s
         }
     }
     const struct cand *c = best_loss == SIZE_MAX ? &cand_utf8 : &cs->c[best];
-    struct sink s = {out, 0, 0};
+    struct sink s = {out, 0, 0, 0};
     size_t mark = out->len;
     int rc = run_cand(c, p, n, 0, &s);
     if (rc != 0) {
@@ -791,7 +804,7 @@ static int mostly_valid(const struct cand *c, const uint8_t *p, size_t n)
     size_t high = 0;
     for (size_t i = 0; i < n; i++)
         high += p[i] >= 0x80;
-    struct sink s = {NULL, 0, 0};
+    struct sink s = {NULL, 0, 0, 0};
     if (run_cand(c, p, n, 0, &s) != 0)
         return 0;
     return high >= 8 && s.replaced * 20 <= high;
@@ -907,7 +920,7 @@ int charset_to_utf8(const uint8_t *p, size_t n, const char *label, buf *out, cha
     info->detected = !(have_declared && declared.fam == FAM_UTF8);
     if (!ascii && utf8_damaged(p, n, have_declared && declared.fam == FAM_UTF8)) {
         /* Damaged UTF-8: valid multi-byte UTF-8 does not happen by chance. */
-        struct sink s = {out, 0, 0};
+        struct sink s = {out, 0, 0, 0};
         int rc = run_cand(&cand_utf8, p, n, 0, &s);
         info->replaced = s.replaced;
         set_used(info, "UTF-8");
@@ -917,7 +930,7 @@ int charset_to_utf8(const uint8_t *p, size_t n, const char *label, buf *out, cha
     struct cands cs = {.n = 0};
     detect_cands(p, n, &cs, n < SHORT_INPUT);
     const struct cand *chosen = NULL;
-    int rc = try_cands(&cs, p, n, out, &chosen, damaged);
+    int rc = try_cands(&cs, p, n, out, &chosen, &damaged);
     if (rc == 0) {
         set_used(info, chosen->canon);
         return 0;
@@ -945,7 +958,8 @@ const char *charset_detect(const uint8_t *p, size_t n)
     struct cands cs = {.n = 0};
     detect_cands(p, n, &cs, n < SHORT_INPUT);
     const struct cand *chosen = NULL;
-    int rc = try_cands(&cs, p, n, &tmp, &chosen, 0);
+    int distrust = 0;
+    int rc = try_cands(&cs, p, n, &tmp, &chosen, &distrust);
     buf_free(&tmp);
     if (rc == 0 && chosen)
         return chosen->canon;
