@@ -22,7 +22,8 @@
 typedef struct htmltext_opts {
     int defang;          /* 1: hxxp and [.] in shown URLs */
     int english;         /* 1: warnings in English, else Japanese */
-    size_t max_depth;    /* elements nested deeper are flattened to their text */
+    size_t max_depth;    /* elements nested deeper are flattened to their text
+                          * (0: default 128; clamped to 8..200) */
 } htmltext_opts;
 
 typedef struct htmltext_stats {
@@ -30,6 +31,8 @@ typedef struct htmltext_stats {
     size_t link_mismatch;  /* links whose text names another host */
     size_t dropped;        /* script/style/iframe/object/embed/form/... elements dropped */
     size_t images;         /* img elements */
+    size_t flattened;      /* elements nested deeper than max_depth, rendered flat */
+    size_t restarts;       /* parses restarted after too many open elements */
 } htmltext_stats;
 
 /* Renders UTF-8 HTML p[0..n) into out (UTF-8 text, LF line ends, no trailing blank
