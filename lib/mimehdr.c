@@ -1337,12 +1337,33 @@ int mimehdr_encode_addresses(const char *name, const char *raw, size_t n, buf *o
         buf_append(out, "\r\n", 2);
         rc = out->err;
     } else {
-        /* Not addresses: keep the text, as unstructured. */
+        /* Not addresses GMime can parse (e.g. the null sender "MAILER DAEMON
+         * <>"): keep the text. Printable ASCII is written as the sender wrote
+         * it, trimmed; anything else as encoded unstructured text. */
         buf text;
         buf_init(&text, out->max);
         rc = decode_utf8_text(s, len, &text, &rep);
-        if (rc == 0)
-            rc = mimehdr_encode_text(name, buf_cstr(&text), out);
+        if (rc == 0) {
+            const char *t = buf_cstr(&text);
+            size_t tl = text.len;
+            while (tl && (*t == ' ' || *t == '\t')) {
+                t++;
+                tl--;
+            }
+            while (tl && (t[tl - 1] == ' ' || t[tl - 1] == '\t'))
+                tl--;
+            int ascii = tl > 0 && tl <= 900;
+            for (size_t i = 0; ascii && i < tl; i++)
+                ascii = (unsigned char)t[i] >= 0x20 && (unsigned char)t[i] <= 0x7e;
+            if (ascii) {
+                buf_printf(out, "%s: ", name);
+                buf_append(out, t, tl);
+                buf_append(out, "\r\n", 2);
+                rc = out->err;
+            } else {
+                rc = mimehdr_encode_text(name, t, out);
+            }
+        }
         buf_free(&text);
     }
     if (list)

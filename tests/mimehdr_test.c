@@ -340,6 +340,8 @@ static void test_encode_addresses(void)
          "From: \"Mr. Taro\" <x@example.jp>\r\n"},
         /* what GMime would drop is kept as text instead */
         {"a:b:c@d;;", "a:b:c@d;;", "From: a:b:c@d;;\r\n"},
+        /* the null sender of bounces, as Python's test msg_43 has it */
+        {" MAILER DAEMON <>\n", "MAILER DAEMON <>", "From: MAILER DAEMON <>\r\n"},
         {"", "", NULL},
     };
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
