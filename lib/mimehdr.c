@@ -1216,36 +1216,49 @@ static int encode_list(struct fold *f, InternetAddressList *list)
     buf scratch;
     buf_init(&scratch, BUF_UNLIMITED);
     int n = internet_address_list_length(list);
+    int first = 1;
     for (int k = 0; k < n; k++) {
         InternetAddress *ia = internet_address_list_get_address(list, k);
-        if (k > 0)
-            fold_put(f, ",", 1);
         if (INTERNET_ADDRESS_IS_GROUP(ia)) {
             const char *gname = internet_address_get_name(ia);
             buf nm;
             buf_init(&nm, BUF_UNLIMITED);
             unguard(&nm, gname ? gname : "");
-            if (nm.len)
-                put_display_name(f, buf_cstr(&nm));
-            else
-                fold_space(f, 0);
-            buf_free(&nm);
-            fold_put(f, ":", 1);
             InternetAddressList *members =
                 internet_address_group_get_members(INTERNET_ADDRESS_GROUP(ia));
             int m = members ? internet_address_list_length(members) : 0;
+            /* A group needs a name ("display-name ':' ... ';'"). What GMime
+             * reads as a nameless group (from input like "a@b: <c@d>") is
+             * written as its members, so the result stays valid syntax. */
+            int named = nm.len > 0;
+            if (named) {
+                if (!first)
+                    fold_put(f, ",", 1);
+                put_display_name(f, buf_cstr(&nm));
+                fold_put(f, ":", 1);
+                first = 0;
+            }
+            buf_free(&nm);
+            int first_member = 1;
             for (int j = 0; j < m; j++) {
                 InternetAddress *mb = internet_address_list_get_address(members, j);
-                if (j > 0)
-                    fold_put(f, ",", 1);
                 /* Groups do not nest in RFC 5322; a nested one is flattened
                  * to its name-less form rather than recursed into. */
-                if (INTERNET_ADDRESS_IS_MAILBOX(mb))
-                    put_mailbox(f, mb, &scratch);
+                if (!INTERNET_ADDRESS_IS_MAILBOX(mb))
+                    continue;
+                if (named ? !first_member : !first)
+                    fold_put(f, ",", 1);
+                put_mailbox(f, mb, &scratch);
+                first_member = 0;
+                first = 0;
             }
-            fold_put(f, ";", 1);
+            if (named)
+                fold_put(f, ";", 1);
         } else if (INTERNET_ADDRESS_IS_MAILBOX(ia)) {
+            if (!first)
+                fold_put(f, ",", 1);
             put_mailbox(f, ia, &scratch);
+            first = 0;
         }
     }
     buf_free(&scratch);

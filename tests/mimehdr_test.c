@@ -340,6 +340,12 @@ static void test_encode_addresses(void)
          "From: \"Mr. Taro\" <x@example.jp>\r\n"},
         /* what GMime would drop is kept as text instead */
         {"a:b:c@d;;", "a:b:c@d;;", "From: a:b:c@d;;\r\n"},
+        /* what GMime reads as a nameless group is written as its members
+         * (SpamAssassin corpus, easy-ham-2/00557) */
+        {"News@no.hostname.supplied,\n\t\"Update@no.hostname.supplied\"@netnoteinc.com: <info@nextmail.net>",
+         "News@no.hostname.supplied, \"Update@no.hostname.supplied\"@netnoteinc.com, info@nextmail.net",
+         "From: News@no.hostname.supplied, \"Update@no.hostname.supplied\"@netnoteinc.com,\r\n"
+         " info@nextmail.net\r\n"},
         /* the null sender of bounces, as Python's test msg_43 has it */
         {" MAILER DAEMON <>\n", "MAILER DAEMON <>", "From: MAILER DAEMON <>\r\n"},
         {"", "", NULL},
