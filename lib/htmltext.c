@@ -29,37 +29,46 @@
  *     callbacks: elements opened deeper than opts->max_depth (default 128,
  *     clamped to 8..200) are not nested; each becomes an empty marker node at
  *     the cap (so br, img, a href, td still render) and its text goes to the
- *     nearest kept ancestor: content is flattened, never dropped. Dropped
- *     elements (script, ...) at that depth suppress their text. Counted in
- *     stats->flattened. XML_PARSE_HUGE is then safe and lifts libxml2's 10 MB
- *     text-node limit, the other silent halt.
+ *     nearest kept ancestor: content is flattened, never dropped (where
+ *     such an element ends is lost: its text runs on into what follows).
+ *     Dropped elements (script, ...) at that depth suppress their text.
+ *     Counted in stats->flattened. XML_PARSE_HUGE is then safe and lifts
+ *     libxml2's 10 MB text-node limit, the other silent halt.
  *   - Parser time: libxml2 scans its stack of open element names for every end
  *     tag, so <b>x100000 followed by </i>x100000 costs O(n^2) (tens of seconds
  *     per MB). When more than HT_NAME_LIMIT names are open we stop the parser
  *     and start a fresh parse at the byte where it stopped; the text goes on,
  *     with the element structure reset (stats->restarts). Work is then
- *     O(n * HT_NAME_LIMIT).
+ *     O(n * HT_NAME_LIMIT). Known gap: if the limit is reached inside a form,
+ *     svg or hidden element, the rest of its content is shown after the
+ *     restart (still plain, defanged text).
  *   - The walk of the tree is iterative (parent/next pointers and a heap frame
  *     stack), so it needs no recursion at any depth.
  *   - Link text is examined up to HT_LINKTEXT_MAX bytes; shown URLs are cut
- *     after HT_URL_SHOW_MAX bytes of path ("…"); the host is always whole.
+ *     after HT_URL_SHOW_MAX bytes of path and HT_AUTH_SHOW_MAX bytes of
+ *     authority ("…"), so a 1 MB href does not bury the text.
  *
  * RENDERING CHOICES
  *   p, div, li, tr, headings, blockquote, ... start lines; p (except Outlook's
  *   class="Mso..." and p in li/td/dd) and h1-h6 are set apart by a blank line;
  *   blockquote lines get "> "; ul items "・ ", ol items "1. ", nested lists and
- *   dd indent; table rows are one line with cells " | " (empty cells skipped,
- *   a cell that starts with a block starts a new line: layout tables become
+ *   dd indent; table rows are one line with cells " | " (empty cells skipped;
+ *   a block at the start of a cell does not break the row, as Outlook puts a
+ *   <p> in every cell; blocks later in a cell do, so layout tables become
  *   lines); hr is a line of dashes. &nbsp; is a space that does not collapse
  *   (so Outlook's "<p>&nbsp;</p>" gives a blank line); zero-width and bidi
  *   control characters are removed. Trailing spaces are trimmed.
  *   Dropped with their content and counted: script, style, iframe, frame(set),
- *   object, embed, applet, template, noscript, svg, math, audio, video,
- *   canvas, form (all of it, as required) and form controls outside a form,
+ *   object, applet, template, noscript, svg, math, audio, video, canvas,
+ *   form (all of it, as required) and form controls outside a form,
  *   and elements hidden by the hidden attribute or by style display:none,
  *   visibility:hidden or mso-hide:all (newsletter preheaders, Outlook VML
  *   fallbacks). head and title are not shown; title/meta/link/base are not
- *   counted (they are in every mail), script/style inside head are.
+ *   counted (they are in every mail), script/style inside head are. embed
+ *   and keygen are counted but, void in HTML5 and containers for libxml2
+ *   2.9, what libxml2 puts inside them (the following text) is shown.
+ *   Prefixed names (Outlook's o:p, v:shape) become unknown inline elements:
+ *   libxml2 drops the prefix, which would make o:p a paragraph.
  *   Images: "[画像: alt]" / "[画像]"; 1x1/2x2 tracking pixels (width and height
  *   attributes both <= 2) are counted but not shown.
  *   Links: see htmltext.h. When opts->defang, link text that is itself a URL,

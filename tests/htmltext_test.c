@@ -404,6 +404,32 @@ static void test_deep(void)
     buf_free(&out);
     free(html);
 
+    /* the parse restarts past 256 open elements: text keeps its order */
+    html = repeat("<span>", 300, "mid<b>dle</b>", "</span>", 300);
+    n = strlen(html);
+    char *h2 = malloc(n + 32);
+    strcpy(h2, "start");
+    strcat(h2, html);
+    strcat(h2, "<p>end</p>");
+    got = render(h2, strlen(h2), 0, &st, &rc);
+    CHECK_INT(rc, 0);
+    CHECK_STR(got, "start\n\nmiddle\n\nend\n");
+    CHECK_INT(st.restarts, 1);
+    free(got);
+    free(h2);
+    free(html);
+
+    /* a small max_depth */
+    html = repeat("<div>", 20, "<p>a</p><table><tr><td>b</td><td>c</td></tr></table>"
+                                "<a href=\"http://x.example/\">x.example</a>", "</div>", 20);
+    htmltext_opts o8 = {1, 0, 8};
+    buf_init(&out, 1 << 20);
+    CHECK_INT(htmltext_render(html, strlen(html), &o8, &out, &st), 0);
+    CHECK_STR(buf_cstr(&out), "a\nb chxxp://x[.]example/\n"); /* flat: ends of elements are lost */
+    CHECK(st.flattened > 0);
+    buf_free(&out);
+    free(html);
+
     /* many unclosed elements and mismatched end tags: linear, not quadratic */
     html = repeat("<b>", 100000, "x", "</i>", 100000);
     double t0 = now();
