@@ -1344,7 +1344,8 @@ static void put_warning(render *r, const char *th, size_t thn, const char *uh, s
 }
 
 /* Rewrites the link text on the current line as defanged text. */
-static void redo_text(render *r, frame *f, const char *t, size_t tn, const url *as_url)
+static void redo_text(render *r, frame *f, const char *t, size_t tn, const url *as_url,
+                      const char *img_prefix)
 {
     char *copy = malloc(tn + 1);
     if (copy == NULL) {
@@ -1360,6 +1361,8 @@ static void redo_text(render *r, frame *f, const char *t, size_t tn, const url *
     r->cellsep = 0;
     int saved = r->link_depth;
     r->link_depth = 0; /* link text is already collected */
+    if (img_prefix)
+        put_str(r, img_prefix);
     if (as_url) {
         put_url(r, as_url);
     } else {
@@ -1374,6 +1377,8 @@ static void redo_text(render *r, frame *f, const char *t, size_t tn, const url *
             put_defanged_host(r, copy, tn, tn);
         }
     }
+    if (img_prefix)
+        put_str(r, "]");
     r->link_depth = saved;
     r->want = saved_want;
     r->space = saved_space;
@@ -1418,7 +1423,7 @@ static void link_leave(render *r, frame *f)
     if (tn > 0 && web && same_url(t, tn, &u)) {
         if (r->opts->defang) {
             if (same_line)
-                redo_text(r, f, t, tn, u.kind == U_WEB ? &u : NULL);
+                redo_text(r, f, t, tn, u.kind == U_WEB ? &u : NULL, NULL);
             else
                 put_destination(r, &u);
         }
@@ -1426,6 +1431,16 @@ static void link_leave(render *r, frame *f)
         const char *th = NULL;
         size_t thn = 0, tnormn = 0;
         char tnorm[HT_HOST_MAX + 1];
+        /* a link that shows only an image names what its alt text names */
+        const char *img = r->opts->english ? "[image: " : "[\xe7\x94\xbb\xe5\x83\x8f: ";
+        size_t il = strlen(img);
+        if (tn > il + 1 && memcmp(t, img, il) == 0 && t[tn - 1] == ']' &&
+            memchr(t + il, ']', tn - il - 1) == NULL) {
+            t += il;
+            tn -= il + 1;
+        } else {
+            img = NULL;
+        }
         int named = tn > 0 && text_host(r, t, tn, &th, &thn, tnorm, &tnormn);
         /* th points into lt; copy before lt may change */
         char thcopy[HT_HOST_MAX + 1];
@@ -1434,7 +1449,7 @@ static void link_leave(render *r, frame *f)
             th = thcopy;
         }
         if (named && r->opts->defang && same_line)
-            redo_text(r, f, t, tn, NULL);
+            redo_text(r, f, t, tn, NULL, img);
         /* keep "text [destination]" together even if a block in the link
          * asked for a break after the text */
         int w = r->want;

@@ -36,7 +36,9 @@ typedef struct htmltext_stats {
 } htmltext_stats;
 
 /* Renders UTF-8 HTML p[0..n) into out (UTF-8 text, LF line ends, no trailing blank
- * lines). stats may be NULL. Returns 0 or a negative errno (-ENOSPC at out's max). */
+ * lines). stats may be NULL. Returns 0 or a negative errno (-ENOSPC at out's max).
+ * The text is appended to out; opts may be NULL (defang, Japanese, default depth);
+ * stats is zeroed first. */
 int htmltext_render(const char *p, size_t n, const htmltext_opts *opts, buf *out,
                     htmltext_stats *stats);
 

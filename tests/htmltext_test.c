@@ -216,6 +216,12 @@ static const struct tcase cases[] = {
     {"split text still checked", EN, "<a href=\"https://evil.example/\">www.pay<b>pal</b>.com<br></a>",
      "www.paypal.com\n[hxxps://evil[.]example/]\n"
      "\xe2\x9a\xa0 Warning: the link text shows www[.]paypal[.]com but the link goes to evil[.]example\n"},
+    {"image alt names the host", EN,
+     "<a href=\"https://evil.example/\"><img src=x alt=\"www.paypal.com\"></a> "
+     "<a href=\"https://evil.example/\"><img src=x alt=\"PayPal\"></a>",
+     "[image: www[.]paypal[.]com] [hxxps://evil[.]example/]\n"
+     "\xe2\x9a\xa0 Warning: the link text shows www[.]paypal[.]com but the link goes to evil[.]example\n"
+     "[image: PayPal] [hxxps://evil[.]example/]\n"},
     {"block inside link", EN, "<a href=\"https://evil.example/\"><div>www.paypal.com</div></a>after",
      "www[.]paypal[.]com [hxxps://evil[.]example/]\n"
      "\xe2\x9a\xa0 Warning: the link text shows www[.]paypal[.]com but the link goes to evil[.]example\n"
