@@ -1,0 +1,783 @@
+/*
+ * sandbox - untrusted bytes are parsed in a process that can do nothing else.
+ *
+ * PURPOSE
+ *   sandbox_run() forks; the child locks itself down and runs the caller's
+ *   function over memory it inherited (the message is read before the fork),
+ *   writing its result into a pipe. The parent reads that pipe under a wall
+ *   clock and a byte limit, reaps the child and says in words what happened.
+ *   The CLI runs one child per message; the milter's worker pool will too.
+ *
+ * CONTRACT
+ *   0 only when the child exited 0 and its output fit; every other outcome
+ *   is a negative errno (see sandbox.h) and the caller fails closed (the
+ *   message is not released; TEMPFAIL). The result bytes come from a process
+ *   that parsed hostile input: the caller treats them as untrusted too. The
+ *   shared page the child fills in for diagnostics is read only after the
+ *   child was reaped and only as integers. No zombie, no descriptor and no
+ *   mapping outlives a call, on any path.
+ *
+ * THE CHILD, IN ORDER
+ *   1. every signal back to SIG_DFL and unblocked (the caller's handlers,
+ *      an ignored SIGPIPE, ASan's SEGV handler do not belong in the child:
+ *      a crash is reported as the signal that caused it);
+ *   2. the result pipe moved to fd 3, every other descriptor closed, 0 and 1
+ *      included (only 2, stderr, stays for diagnostics);
+ *   3. rlimits: AS = inherited address space + max_memory_bytes (so callers
+ *      need not know how much ICU and the libraries map), CPU = cpu_seconds
+ *      (hard = soft + 1: SIGXCPU, then SIGKILL), FSIZE = 0, CORE = 0,
+ *      NOFILE = 4, NPROC = 0 (no effect for root, which seccomp covers);
+ *   4. PR_SET_DUMPABLE 0 (no ptrace or /proc/pid/mem by the same uid),
+ *      PR_SET_NO_NEW_PRIVS 1;
+ *   5. the seccomp filter below; if it cannot be installed and the caller set
+ *      require_seccomp, the child exits before fn runs;
+ *   6. fn(arg, 3), then _exit(): no atexit handlers, no stdio flush of the
+ *      parent's buffers and no LeakSanitizer pass (LSan stops the world with
+ *      clone and ptrace, which the filter forbids).
+ *
+ * THE ALLOW-LIST (default action SCMP_ACT_KILL_PROCESS: the child dies with
+ * SIGSYS; a syscall of a foreign ABI (x32, i386 via int 0x80) is killed too)
+ *   write      only fd 3 (the result) and fd 2 (stderr): argument filter.
+ *   writev     only fd 2: glibc's fatal messages ("malloc(): corrupted ...").
+ *   mmap, mprotect   only without PROT_EXEC (masked compare on the prot
+ *              argument): malloc and ICU need anonymous memory, never new
+ *              code; the parsers' code is mapped before the fork. A page can
+ *              be made writable, but then it is no longer executable: no
+ *              W+X, no new code (pkey_mprotect is denied). mremap, munmap,
+ *              brk, madvise: the rest of the allocator's needs.
+ *   futex      GLib's and ICU's mutexes and once-initialisers.
+ *   clock_gettime, clock_getres, gettimeofday, time   the parser's own time
+ *              limit (g_get_monotonic_time); normally vDSO, but the vDSO falls
+ *              back to the syscall for some clock sources.
+ *   getrandom  GLib's hash seeds and GHashTable; reveals nothing.
+ *   close      harmless; libraries close what they no longer need.
+ *   getpid, gettid, rt_sigprocmask, tgkill (only to this process and only
+ *              SIGABRT: the filter is built in the child and knows its pid)
+ *              so that abort() and a failed assertion die as SIGABRT, not as
+ *              an allow-list violation.
+ *   exit, exit_group, rt_sigreturn, restart_syscall, sched_yield.
+ *   ioctl, getpeername   not allowed, but fail (ENOTTY, ENOTSOCK) instead
+ *              of killing: GLib's log writer probes stderr for a terminal or
+ *              journald; a warning must not turn into a crash. (The child
+ *              also replaces GLib's default log handler with a plain one,
+ *              because the default one stamps local time: stat/open of
+ *              /etc/localtime.)
+ *   Denied, so killed: open/openat/creat/stat of paths, read (the child has
+ *   nothing to read: its input is in memory), socket/connect/bind/sendto,
+ *   execve/execveat, fork/vfork/clone/clone3, ptrace, kill (other than the
+ *   one tgkill above), dup/dup2/dup3/fcntl, pipe, mknod, chdir, chroot,
+ *   mount, prctl, seccomp, bpf, io_uring, AIO (the quarantine module's AIO
+ *   runs in the parent), rt_sigaction (the handlers stay as step 1 left them).
+ *
+ * DEBUGGING: SEKISHO_SANDBOX_DEBUG=1 makes the default action SCMP_ACT_TRAP.
+ *   A SIGSYS handler prints "sandbox: denied syscall N" to stderr, counts it
+ *   in the shared page and makes the syscall fail with ENOSYS, so one run
+ *   lists every syscall a new code path needs (name: scmp_sys_resolver N, or
+ *   the status text, which names the first). The denied syscall never runs,
+ *   and a run with any denial still fails (-EPERM): fail closed here too.
+ *
+ * LAZY LOADING: a library that opens a file on first use (OpenSSL's config,
+ *   glibc's gconv modules and time zone, GLib's charset, libmagic's database,
+ *   ICU data) must have done so before the fork, or the child dies. The
+ *   caller initialises its libraries, then calls sandbox_preload() once for
+ *   the lazy loads we know of (see sandbox.h); SEKISHO_SANDBOX_DEBUG=1 and
+ *   strace -f find new ones.
+ *
+ * SANITIZER BUILDS (the block marked SB_ASAN): ASan maps terabytes of shadow
+ *   before main(); RLIMIT_AS counts from what was inherited, so it still
+ *   works, but ASan's primary allocator carves small blocks out of a region
+ *   reserved at start-up, so only large (mmap-backed) allocations count
+ *   against the limit. The one extra syscall ASan needs in the child is in
+ *   that block. Its error reports open /proc/self/maps and stat the
+ *   symbolizer, which stay denied: a report from the child is cut short by
+ *   SIGSYS (the child dies either way; rerun the input outside the sandbox
+ *   to read it). LSan does not run in the child (step 6).
+ *
+ * LIMITS AND CAVEATS
+ *   Fork from a single-threaded process (sandbox.h). The filter checks
+ *   integer arguments only: it cannot see the bytes a pointer points to. The
+ *   wall clock is the parent's; RLIMIT_CPU catches a child that spins while
+ *   the parent waits. If seccomp is unavailable the child still gets the
+ *   rlimits, closed descriptors and NO_NEW_PRIVS, and sandbox_run() says so
+ *   once with msg_warn(); require_seccomp makes that a failure instead.
+ */
+#include "sandbox.h"
+#include "util/msg.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <glib.h>
+#include <iconv.h>
+#include <limits.h>
+#include <poll.h>
+#include <seccomp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#define SB_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SB_ASAN 1
+#endif
+#endif
+
+#define SB_RESULT_FD 3
+#define SB_NOFILE 4
+#define SB_EXIT_FAIL 1        /* fn returned non-zero */
+#define SB_EXIT_SETUP 120     /* a lock-down step failed; stage in the shared page */
+#define SB_EXIT_NOSECCOMP 121 /* seccomp could not be installed and is required */
+
+enum sb_stage {
+    SB_STAGE_NONE = 0,
+    SB_STAGE_SIGNALS,
+    SB_STAGE_FDS,
+    SB_STAGE_RLIMIT,
+    SB_STAGE_PRCTL,
+    SB_STAGE_FILTER,
+    SB_STAGE_LOAD,
+};
+
+static const char *const stage_names[] = {
+    "", "signals", "closing descriptors", "rlimits", "prctl", "building the seccomp filter",
+    "installing the seccomp filter",
+};
+
+/* Written by the child, read by the parent after reaping: untrusted integers. */
+struct sb_shared {
+    int stage;      /* enum sb_stage that failed */
+    int err;        /* its errno */
+    int seccomp_on; /* the filter was installed */
+    int denied;     /* debug mode: syscalls denied */
+    int first_nr;   /* debug mode: the first one */
+};
+
+static atomic_int avail_cache = -1;
+static atomic_int warned_unavailable;
+
+static int env_is_1(const char *name)
+{
+    const char *v = getenv(name);
+    return v != NULL && strcmp(v, "1") == 0;
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static pid_t reap(pid_t pid, int *status)
+{
+    pid_t w;
+    do
+        w = waitpid(pid, status, 0);
+    while (w < 0 && errno == EINTR);
+    return w;
+}
+
+int sandbox_write(int fd, const void *p, size_t n)
+{
+    const uint8_t *q = p;
+    while (n > 0) {
+        ssize_t k = write(fd, q, n);
+        if (k < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        q += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+/* ---- the child ---------------------------------------------------------- */
+
+static struct sb_shared *volatile dbg_shared;
+
+static _Noreturn void child_fail(struct sb_shared *sh, enum sb_stage stage, int err, int code)
+{
+    sh->stage = stage;
+    sh->err = err;
+    _exit(code);
+}
+
+/* Debug mode only: report, count, and fail the syscall with ENOSYS. */
+static void debug_sigsys(int sig, siginfo_t *si, void *ucv)
+{
+    int saved = errno;
+    int nr = si->si_syscall;
+    char line[64] = "sandbox: denied syscall ";
+    size_t at = strlen(line);
+    char digits[16];
+    size_t nd = 0;
+    unsigned v = nr < 0 ? 0u : (unsigned)nr;
+    do {
+        digits[nd++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v && nd < sizeof digits);
+    while (nd)
+        line[at++] = digits[--nd];
+    line[at++] = '\n';
+    ssize_t ignored = write(2, line, at);
+    (void)ignored;
+    struct sb_shared *sh = dbg_shared;
+    if (sh != NULL && sh->denied++ == 0)
+        sh->first_nr = nr;
+    ucontext_t *uc = ucv;
+#if defined(__x86_64__)
+    uc->uc_mcontext.gregs[REG_RAX] = -ENOSYS;
+#elif defined(__aarch64__)
+    uc->uc_mcontext.regs[0] = (unsigned long long)(long long)-ENOSYS;
+#else
+    (void)uc;
+#endif
+    (void)sig;
+    errno = saved;
+}
+
+/* GLib's default log writer stamps local time (a stat of /etc/localtime) and
+ * probes the terminal: inside the sandbox a g_warning() from a library would
+ * be a violation. The child logs through this instead: plain, to fd 2. */
+static void child_log(const gchar *domain, GLogLevelFlags level, const gchar *message,
+                      gpointer unused)
+{
+    const char *lv = (level & G_LOG_LEVEL_ERROR)      ? "error"
+                     : (level & G_LOG_LEVEL_CRITICAL) ? "critical"
+                     : (level & G_LOG_LEVEL_WARNING)  ? "warning"
+                     : (level & G_LOG_LEVEL_MESSAGE)  ? "message"
+                                                      : "info";
+    if (level & (G_LOG_LEVEL_INFO | G_LOG_LEVEL_DEBUG))
+        return;
+    char line[1024];
+    int n = snprintf(line, sizeof line, "%s: sandbox: %s%s%s: %s\n", msg_progname(),
+                     domain ? domain : "", domain ? " " : "", lv, message ? message : "");
+    if (n > 0)
+        (void)sandbox_write(2, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+    (void)unused;
+}
+
+static struct scmp_arg_cmp arg_cmp(unsigned arg, enum scmp_compare op, uint64_t a, uint64_t b)
+{
+    struct scmp_arg_cmp c = {.arg = arg, .op = op, .datum_a = a, .datum_b = b};
+    return c;
+}
+
+static int allow(scmp_filter_ctx f, int nr)
+{
+    return seccomp_rule_add_array(f, SCMP_ACT_ALLOW, nr, 0, NULL);
+}
+
+static int allow_if(scmp_filter_ctx f, int nr, struct scmp_arg_cmp c)
+{
+    return seccomp_rule_add_array(f, SCMP_ACT_ALLOW, nr, 1, &c);
+}
+
+/* Builds the allow-list described at the top of this file. */
+static scmp_filter_ctx build_filter(int debug)
+{
+    uint32_t deny = debug ? SCMP_ACT_TRAP : SCMP_ACT_KILL_PROCESS;
+    scmp_filter_ctx f = seccomp_init(deny);
+    if (f == NULL)
+        return NULL;
+    int rc = 0;
+    rc = rc ? rc : seccomp_attr_set(f, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
+    rc = rc ? rc : seccomp_attr_set(f, SCMP_FLTATR_CTL_NNP, 1);
+
+    rc = rc ? rc : allow_if(f, SCMP_SYS(write), arg_cmp(0, SCMP_CMP_EQ, SB_RESULT_FD, 0));
+    rc = rc ? rc : allow_if(f, SCMP_SYS(write), arg_cmp(0, SCMP_CMP_EQ, 2, 0));
+    rc = rc ? rc : allow_if(f, SCMP_SYS(writev), arg_cmp(0, SCMP_CMP_EQ, 2, 0));
+
+    rc = rc ? rc : allow_if(f, SCMP_SYS(mmap), arg_cmp(2, SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
+    rc = rc ? rc : allow_if(f, SCMP_SYS(mprotect), arg_cmp(2, SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
+    rc = rc ? rc : allow(f, SCMP_SYS(munmap));
+    rc = rc ? rc : allow(f, SCMP_SYS(mremap));
+    rc = rc ? rc : allow(f, SCMP_SYS(brk));
+    rc = rc ? rc : allow(f, SCMP_SYS(madvise));
+
+    rc = rc ? rc : allow(f, SCMP_SYS(futex));
+    rc = rc ? rc : allow(f, SCMP_SYS(clock_gettime));
+    rc = rc ? rc : allow(f, SCMP_SYS(clock_getres));
+    rc = rc ? rc : allow(f, SCMP_SYS(gettimeofday));
+#ifdef __NR_time
+    rc = rc ? rc : allow(f, SCMP_SYS(time));
+#endif
+    rc = rc ? rc : allow(f, SCMP_SYS(getrandom));
+    rc = rc ? rc : allow(f, SCMP_SYS(close));
+
+    rc = rc ? rc : allow(f, SCMP_SYS(getpid));
+    rc = rc ? rc : allow(f, SCMP_SYS(gettid));
+    rc = rc ? rc : allow(f, SCMP_SYS(rt_sigprocmask));
+    struct scmp_arg_cmp self_abort[2] = {
+        arg_cmp(0, SCMP_CMP_EQ, (uint64_t)getpid(), 0),
+        arg_cmp(2, SCMP_CMP_EQ, SIGABRT, 0),
+    };
+    rc = rc ? rc : seccomp_rule_add_array(f, SCMP_ACT_ALLOW, SCMP_SYS(tgkill), 2, self_abort);
+
+    rc = rc ? rc : allow(f, SCMP_SYS(exit));
+    rc = rc ? rc : allow(f, SCMP_SYS(exit_group));
+    rc = rc ? rc : allow(f, SCMP_SYS(rt_sigreturn));
+    rc = rc ? rc : allow(f, SCMP_SYS(restart_syscall));
+    rc = rc ? rc : allow(f, SCMP_SYS(sched_yield));
+
+    rc = rc ? rc : seccomp_rule_add_array(f, SCMP_ACT_ERRNO(ENOTTY), SCMP_SYS(ioctl), 0, NULL);
+    rc = rc ? rc : seccomp_rule_add_array(f, SCMP_ACT_ERRNO(ENOTSOCK), SCMP_SYS(getpeername), 0, NULL);
+
+#ifdef SB_ASAN
+    /* Sanitizer builds only (found with SEKISHO_SANDBOX_DEBUG=1 under
+     * -Db_sanitize=address,undefined): the ASan runtime calls sigaltstack on
+     * its way out of every child (without it each child dies of SIGSYS at
+     * _exit). Nothing else: ASan's error reports want /proc/self/maps and
+     * stat() the symbolizer, which stay denied, so a report from a child is
+     * cut short by SIGSYS (the child dies either way). */
+    rc = rc ? rc : allow(f, SCMP_SYS(sigaltstack));
+#endif
+    if (rc != 0) {
+        seccomp_release(f);
+        errno = rc < 0 ? -rc : EINVAL;
+        return NULL;
+    }
+    return f;
+}
+
+/* Address space already mapped (what the child inherited), in bytes; 0 if unknown. */
+static uint64_t inherited_vm_bytes(void)
+{
+    int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    char t[128];
+    ssize_t k = read(fd, t, sizeof t - 1);
+    close(fd);
+    if (k <= 0)
+        return 0;
+    t[k] = 0;
+    unsigned long long pages = strtoull(t, NULL, 10);
+    long ps = sysconf(_SC_PAGESIZE);
+    return ps > 0 ? (uint64_t)pages * (uint64_t)ps : 0;
+}
+
+static int set_limit(int res, uint64_t soft, uint64_t hard)
+{
+    struct rlimit rl = {.rlim_cur = (rlim_t)soft, .rlim_max = (rlim_t)hard};
+    struct rlimit old;
+    /* Never raise a hard limit the caller already had below ours. */
+    if (getrlimit(res, &old) == 0 && old.rlim_max != RLIM_INFINITY) {
+        if (rl.rlim_max > old.rlim_max)
+            rl.rlim_max = old.rlim_max;
+        if (rl.rlim_cur > rl.rlim_max)
+            rl.rlim_cur = rl.rlim_max;
+    }
+    return setrlimit(res, &rl);
+}
+
+static void close_from(unsigned lowfd)
+{
+    if (syscall(SYS_close_range, lowfd, ~0u, 0u) == 0)
+        return;
+    struct rlimit rl;
+    long hi = 65536;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < 1048576)
+        hi = (long)rl.rlim_cur;
+    for (long fd = lowfd; fd < hi; fd++)
+        close((int)fd);
+}
+
+static _Noreturn void child_main(const sandbox_limits *lim, sandbox_fn fn, void *arg, int rfd,
+                                 int wfd, struct sb_shared *sh, int use_seccomp, int debug)
+{
+    /* 1. signals */
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigemptyset(&dfl.sa_mask);
+    for (int s = 1; s < NSIG; s++)
+        if (s != SIGKILL && s != SIGSTOP)
+            sigaction(s, &dfl, NULL); /* glibc-internal signals fail with EINVAL: fine */
+    sigset_t none;
+    sigemptyset(&none);
+    if (sigprocmask(SIG_SETMASK, &none, NULL) != 0)
+        child_fail(sh, SB_STAGE_SIGNALS, errno, SB_EXIT_SETUP);
+
+    g_log_set_default_handler(child_log, NULL);
+
+    /* 2. descriptors (the address-space size is read while /proc can still be opened) */
+    uint64_t vm = lim->max_memory_bytes ? inherited_vm_bytes() : 0;
+    close(rfd);
+    if (wfd != SB_RESULT_FD) {
+        if (dup2(wfd, SB_RESULT_FD) < 0)
+            child_fail(sh, SB_STAGE_FDS, errno, SB_EXIT_SETUP);
+        if (wfd < SB_RESULT_FD)
+            close(wfd);
+    }
+    close_from(SB_RESULT_FD + 1);
+    if (wfd != 0)
+        close(0);
+    if (wfd != 1)
+        close(1);
+
+    /* 3. rlimits */
+    int bad = 0;
+    if (lim->max_memory_bytes) {
+        uint64_t as = vm + lim->max_memory_bytes;
+        if (as < vm)
+            as = UINT64_MAX;
+        bad |= set_limit(RLIMIT_AS, as, as);
+    }
+    if (lim->cpu_seconds)
+        bad |= set_limit(RLIMIT_CPU, lim->cpu_seconds, lim->cpu_seconds + 1);
+    bad |= set_limit(RLIMIT_FSIZE, 0, 0);
+    bad |= set_limit(RLIMIT_CORE, 0, 0);
+    bad |= set_limit(RLIMIT_NOFILE, SB_NOFILE, SB_NOFILE);
+    set_limit(RLIMIT_NPROC, 0, 0); /* "where possible": ignored for root anyway */
+    if (bad)
+        child_fail(sh, SB_STAGE_RLIMIT, errno, SB_EXIT_SETUP);
+
+    /* 4. prctl */
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0 || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+        child_fail(sh, SB_STAGE_PRCTL, errno, SB_EXIT_SETUP);
+
+    /* 5. seccomp */
+    if (use_seccomp) {
+        if (debug) {
+            struct sigaction sa;
+            memset(&sa, 0, sizeof sa);
+            sa.sa_sigaction = debug_sigsys;
+            sa.sa_flags = SA_SIGINFO;
+            sigemptyset(&sa.sa_mask);
+            dbg_shared = sh;
+            if (sigaction(SIGSYS, &sa, NULL) != 0)
+                child_fail(sh, SB_STAGE_SIGNALS, errno, SB_EXIT_SETUP);
+        }
+        scmp_filter_ctx f = build_filter(debug);
+        if (f == NULL)
+            child_fail(sh, SB_STAGE_FILTER, errno,
+                       lim->require_seccomp ? SB_EXIT_NOSECCOMP : SB_EXIT_SETUP);
+        int rc = seccomp_load(f);
+        /* The context is not released: freeing it would only touch memory
+         * that dies with the child. */
+        if (rc != 0) {
+            if (lim->require_seccomp)
+                child_fail(sh, SB_STAGE_LOAD, -rc, SB_EXIT_NOSECCOMP);
+            sh->stage = SB_STAGE_LOAD; /* reported, but not fatal */
+            sh->err = -rc;
+        } else {
+            sh->seccomp_on = 1;
+        }
+    } else if (lim->require_seccomp) {
+        child_fail(sh, SB_STAGE_LOAD, ENOSYS, SB_EXIT_NOSECCOMP);
+    }
+
+    /* 6. the work */
+    int r = fn(arg, SB_RESULT_FD);
+    if (debug && sh->denied > 0)
+        _exit(SB_EXIT_FAIL);
+    _exit(r == 0 ? 0 : SB_EXIT_FAIL);
+}
+
+/* ---- preloading ---------------------------------------------------------- */
+
+/* Charsets seen in RFC 2047 words of mail reaching Japanese offices, by the
+ * names GMime hands to iconv_open(). The Japanese ones first. */
+static const char *const preload_charsets[] = {
+    "ISO-2022-JP", "ISO-2022-JP-2", "SHIFT_JIS", "CP932", "EUC-JP",
+    "EUC-KR", "ISO-2022-KR", "GB2312", "GBK", "GB18030", "BIG5", "BIG5-HKSCS",
+    "ISO-8859-2", "ISO-8859-3", "ISO-8859-4", "ISO-8859-5", "ISO-8859-6", "ISO-8859-7",
+    "ISO-8859-8", "ISO-8859-9", "ISO-8859-10", "ISO-8859-13", "ISO-8859-14",
+    "ISO-8859-15", "ISO-8859-16", "CP1250", "CP1251", "CP1252", "CP1253", "CP1254",
+    "CP1255", "CP1256", "CP1257", "CP1258", "KOI8-R", "KOI8-U", "TIS-620", "UTF-7",
+    "UTF-16", "UTF-32",
+};
+
+static iconv_t preloaded[sizeof preload_charsets / sizeof preload_charsets[0]];
+static atomic_int preload_done;
+static atomic_int preload_missing;
+
+int sandbox_preload(void)
+{
+    if (atomic_exchange(&preload_done, 1))
+        return atomic_load(&preload_missing);
+    OPENSSL_init_crypto(OPENSSL_INIT_LOAD_CONFIG, NULL);
+    tzset();
+    g_time_zone_unref(g_time_zone_new_local());
+    const char *cs = NULL;
+    (void)g_get_charset(&cs);
+    int missing = 0;
+    for (size_t i = 0; i < sizeof preload_charsets / sizeof preload_charsets[0]; i++) {
+        preloaded[i] = iconv_open("UTF-8", preload_charsets[i]);
+        if (preloaded[i] == (iconv_t)-1)
+            missing++;
+    }
+    atomic_store(&preload_missing, missing);
+    return missing;
+}
+
+/* ---- availability ------------------------------------------------------- */
+
+static int probe_seccomp(void)
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        return 0;
+    if (pid == 0) {
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+            _exit(1);
+        scmp_filter_ctx f = seccomp_init(SCMP_ACT_ALLOW);
+        if (f == NULL)
+            _exit(1);
+        if (seccomp_rule_add_array(f, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(ptrace), 0, NULL) != 0)
+            _exit(1);
+        _exit(seccomp_load(f) == 0 ? 0 : 1);
+    }
+    int st = 0;
+    if (reap(pid, &st) != pid)
+        return 0;
+    return WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+
+int sandbox_available(void)
+{
+    if (env_is_1("SEKISHO_SANDBOX_NO_SECCOMP"))
+        return 0;
+    int v = atomic_load(&avail_cache);
+    if (v < 0) {
+        v = probe_seccomp();
+        atomic_store(&avail_cache, v);
+    }
+    return v;
+}
+
+/* ---- the parent --------------------------------------------------------- */
+
+static void say(buf *status_text, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say(buf *status_text, const char *fmt, ...)
+{
+    if (status_text == NULL)
+        return;
+    buf_reset(status_text);
+    va_list ap;
+    va_start(ap, fmt);
+    buf_vprintf(status_text, fmt, ap);
+    va_end(ap);
+}
+
+static const char *sig_name(int sig, char *tmp, size_t n)
+{
+    const char *abbr = sigabbrev_np(sig);
+    if (abbr != NULL)
+        snprintf(tmp, n, "SIG%s", abbr);
+    else
+        snprintf(tmp, n, "signal %d", sig);
+    return tmp;
+}
+
+/* Turns the child's end into a return code and a sentence. */
+static int judge(const sandbox_limits *lim, int st, const struct sb_shared *sh, int debug,
+                 buf *status_text)
+{
+    /* Copy the untrusted page once, then only compare integers. */
+    struct sb_shared s = *sh;
+    if (s.denied > 0) {
+        char *name = seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, s.first_nr);
+        say(status_text, "seccomp violation (debug mode): denied syscall %d (%s), %d denial%s",
+            s.first_nr, name ? name : "?", s.denied, s.denied == 1 ? "" : "s");
+        free(name);
+        return -EPERM;
+    }
+    if (WIFEXITED(st)) {
+        int code = WEXITSTATUS(st);
+        int stage = s.stage > SB_STAGE_NONE && s.stage <= SB_STAGE_LOAD ? s.stage : 0;
+        if (code == 0) {
+            if (stage == SB_STAGE_LOAD)
+                say(status_text, "exited 0 (without seccomp: %s)", strerror(s.err));
+            else
+                say(status_text, "exited 0%s", s.seccomp_on ? "" : " (without seccomp)");
+            return 0;
+        }
+        if (code == SB_EXIT_NOSECCOMP && stage) {
+            say(status_text, "seccomp is required but could not be installed (%s: %s); not run",
+                stage_names[stage], strerror(s.err));
+            return -EOPNOTSUPP;
+        }
+        if (code == SB_EXIT_SETUP && stage) {
+            say(status_text, "could not enter the sandbox (%s: %s)", stage_names[stage],
+                strerror(s.err));
+            return -ECHILD;
+        }
+        say(status_text, "exited with status %d", code);
+        return -ECHILD;
+    }
+    if (WIFSIGNALED(st)) {
+        char tmp[32];
+        int sig = WTERMSIG(st);
+        if (sig == SIGSYS) {
+            say(status_text,
+                "killed by SIGSYS (seccomp violation)%s",
+                debug ? "" : "; rerun with SEKISHO_SANDBOX_DEBUG=1 to name the syscall");
+            return -EPERM;
+        }
+        if (sig == SIGXCPU) {
+            say(status_text, "CPU time limit of %llu s exceeded (SIGXCPU)",
+                (unsigned long long)lim->cpu_seconds);
+            return -ETIMEDOUT;
+        }
+        say(status_text, "killed by %s", sig_name(sig, tmp, sizeof tmp));
+        return -ECHILD;
+    }
+    say(status_text, "ended with wait status 0x%x", (unsigned)st);
+    return -ECHILD;
+}
+
+int sandbox_run(const sandbox_limits *lim, sandbox_fn fn, void *arg, buf *out, buf *status_text)
+{
+    static const sandbox_limits none;
+    if (lim == NULL)
+        lim = &none;
+    int debug = env_is_1("SEKISHO_SANDBOX_DEBUG");
+    int use_seccomp = sandbox_available();
+    if (!use_seccomp) {
+        if (lim->require_seccomp) {
+            say(status_text, "seccomp is required but not available here; not run");
+            return -EOPNOTSUPP;
+        }
+        if (atomic_exchange(&warned_unavailable, 1) == 0)
+            msg_warn("sandbox: seccomp is not available; untrusted input is parsed with "
+                     "rlimits and closed descriptors only");
+    }
+
+    struct sb_shared *sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE,
+                                MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (sh == MAP_FAILED) {
+        int e = errno;
+        say(status_text, "mmap: %s", strerror(e));
+        return -e;
+    }
+    memset(sh, 0, sizeof *sh);
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) != 0) {
+        int e = errno;
+        munmap(sh, sizeof *sh);
+        say(status_text, "pipe: %s", strerror(e));
+        return -e;
+    }
+    int64_t deadline = now_ms() + (int64_t)(lim->wall_ms > INT64_MAX / 4 ? INT64_MAX / 4 : lim->wall_ms);
+    pid_t pid = fork();
+    if (pid < 0) {
+        int e = errno;
+        close(p[0]);
+        close(p[1]);
+        munmap(sh, sizeof *sh);
+        say(status_text, "fork: %s", strerror(e));
+        return -e;
+    }
+    if (pid == 0)
+        child_main(lim, fn, arg, p[0], p[1], sh, use_seccomp, debug);
+    close(p[1]);
+
+    /* Read the result until EOF, then wait for the exit; both under the deadline. */
+    int pidfd = (int)syscall(SYS_pidfd_open, pid, 0u);
+    uint64_t limit = lim->max_output_bytes ? lim->max_output_bytes : UINT64_MAX;
+    uint64_t got = 0;
+    int pipe_open = 1, reaped = 0, st = 0, why = 0;
+    uint8_t chunk[65536];
+    while (!reaped) {
+        if (!pipe_open) {
+            pid_t w = waitpid(pid, &st, WNOHANG);
+            if (w == pid) {
+                reaped = 1;
+                break;
+            }
+            if (w < 0 && errno != EINTR) {
+                why = errno;
+                break;
+            }
+        }
+        int timeout = -1;
+        if (lim->wall_ms) {
+            int64_t left = deadline - now_ms();
+            if (left <= 0) {
+                why = ETIMEDOUT;
+                break;
+            }
+            timeout = left > INT_MAX ? INT_MAX : (int)left;
+        }
+        struct pollfd pf = {.fd = pipe_open ? p[0] : pidfd, .events = POLLIN};
+        if (!pipe_open && pidfd < 0) {
+            /* no pidfd (kernel < 5.3): poll the exit every few ms */
+            pf.fd = -1;
+            if (timeout < 0 || timeout > 5)
+                timeout = 5;
+        }
+        int r = poll(&pf, 1, timeout);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            why = errno;
+            break;
+        }
+        if (r == 0 || !pipe_open)
+            continue;
+        ssize_t k = read(p[0], chunk, sizeof chunk);
+        if (k < 0) {
+            if (errno == EINTR || errno == EAGAIN)
+                continue;
+            why = errno;
+            break;
+        }
+        if (k == 0) {
+            pipe_open = 0;
+            continue;
+        }
+        if (got + (uint64_t)k > limit) {
+            why = EMSGSIZE;
+            break;
+        }
+        int a = buf_append(out, chunk, (size_t)k);
+        if (a != 0) {
+            why = a == -ENOSPC ? EMSGSIZE : -a;
+            break;
+        }
+        got += (uint64_t)k;
+    }
+    if (!reaped && why != ECHILD) { /* ECHILD: already reaped by a SIGCHLD=SIG_IGN caller */
+        kill(pid, SIGKILL);
+        reap(pid, &st);
+    }
+    close(p[0]);
+    if (pidfd >= 0)
+        close(pidfd);
+
+    int rc;
+    if (why == ETIMEDOUT) {
+        say(status_text, "wall-time limit of %llu ms exceeded; killed",
+            (unsigned long long)lim->wall_ms);
+        rc = -ETIMEDOUT;
+    } else if (why == EMSGSIZE) {
+        say(status_text, "output passed %llu bytes; killed",
+            (unsigned long long)(lim->max_output_bytes ? lim->max_output_bytes : out->max));
+        rc = -EMSGSIZE;
+    } else if (why != 0) {
+        say(status_text, "reading the result: %s; killed", strerror(why));
+        rc = -why;
+    } else {
+        rc = judge(lim, st, sh, debug, status_text);
+    }
+    munmap(sh, sizeof *sh);
+    return rc;
+}

@@ -1,0 +1,85 @@
+/*
+ * sandbox - run a parser over untrusted bytes in a child process that can do
+ * nothing else: rlimits, no new privileges, no inherited descriptors but the
+ * result pipe and stderr, and a seccomp allow-list that leaves it memory,
+ * the clock and write(2) to those two descriptors. See sandbox.c for the
+ * allow-list and docs/SECURITY.md for the process model.
+ *
+ * The child is a fork() of the caller: it sees the caller's memory as it was
+ * (the message, the policy, libraries already initialised) and nothing the
+ * caller does afterwards. Anything a library would open lazily (libmagic's
+ * database, ICU data, gconv modules, locale files) must be loaded by the
+ * caller BEFORE sandbox_run(): inside, open(2) kills the child. Run once with
+ * SEKISHO_SANDBOX_DEBUG=1 to list the syscalls a new code path needs.
+ *
+ * Call sandbox_run() from a single-threaded process (or a pre-forked worker):
+ * a fork of a multi-threaded process only gets the calling thread, and a lock
+ * another thread held at fork time stays held in the child.
+ */
+#ifndef SEKISHO_SANDBOX_H
+#define SEKISHO_SANDBOX_H
+
+#include "util/buf.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct sandbox_limits {
+    uint64_t max_memory_bytes; /* RLIMIT_AS; 0 = not set */
+    uint64_t cpu_seconds;      /* RLIMIT_CPU soft (hard = soft + 1); 0 = not set */
+    uint64_t wall_ms;          /* the parent SIGKILLs the child after this; 0 = none */
+    uint64_t max_output_bytes; /* the parent refuses more result bytes; 0 = out->max only */
+    int require_seccomp;       /* 1: fail (and never run fn) when seccomp cannot be installed */
+} sandbox_limits;
+
+/*
+ * Work done inside the child once the sandbox is entered. It may only use
+ * memory it inherited or allocates, and writes its result to result_fd with
+ * sandbox_write(). Returns 0 on success; anything else makes sandbox_run()
+ * fail with -ECHILD.
+ */
+typedef int (*sandbox_fn)(void *arg, int result_fd);
+
+/*
+ * Runs fn(arg, result_fd) in a sandboxed child and appends what it wrote to
+ * out (not NULL; its own max applies too). The caller must not set SIGCHLD
+ * to SIG_IGN (the child would be reaped behind its back). Never leaves a zombie or a descriptor
+ * behind. Returns
+ *   0            the child exited 0 and its output fit
+ *   -ETIMEDOUT   wall_ms passed (child killed) or the CPU limit hit (SIGXCPU)
+ *   -EMSGSIZE    the output passed max_output_bytes or out->max (child killed)
+ *   -EPERM       the child broke the seccomp allow-list (SIGSYS)
+ *   -ECHILD      the child crashed (other signal) or exited non-zero
+ *   -EOPNOTSUPP  require_seccomp is set and seccomp cannot be installed
+ *   other        -errno of pipe/fork/mmap in the parent
+ * status_text (may be NULL) is replaced with a readable reason, e.g.
+ * "killed by SIGSYS (seccomp violation)", "exited with status 1",
+ * "wall-time limit 300 ms exceeded; killed". On failure out may hold a
+ * partial result, which the caller must not use.
+ */
+int sandbox_run(const sandbox_limits *lim, sandbox_fn fn, void *arg, buf *out, buf *status_text);
+
+/* Writes all of p[0..n) to fd, retrying on EINTR and short writes. 0 or -errno. */
+int sandbox_write(int fd, const void *p, size_t n);
+
+/*
+ * Loads in the calling process what the project's libraries would otherwise
+ * load lazily on first use, which inside the sandbox means open(2) and a
+ * SIGSYS: OpenSSL's configuration (the first SHA-256), GLib's local time
+ * zone and charset (the first g_warning), glibc's gconv configuration, and
+ * the gconv modules of the charsets mail commonly names in RFC 2047 words
+ * (GMime's parser decodes those through iconv), kept loaded by descriptors
+ * held for the life of the process. A charset outside that list still makes
+ * the child die (the message is TEMPFAILed, not passed). Call once, before
+ * the first sandbox_run(), after the libraries themselves are initialised
+ * (sanitize_new()). Idempotent. Returns the number of charsets that could
+ * not be loaded (0 normally).
+ */
+int sandbox_preload(void);
+
+/* 1 if a seccomp filter can be installed here (kernel support, not forbidden
+ * by an outer sandbox); probed once by a throw-away child, then cached.
+ * SEKISHO_SANDBOX_NO_SECCOMP=1 makes it 0 (to test the degraded path). */
+int sandbox_available(void);
+
+#endif
