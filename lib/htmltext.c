@@ -1880,3 +1880,94 @@ int htmltext_render(const char *p, size_t n, const htmltext_opts *opts, buf *out
         uidna_close(r.idna);
     return rc;
 }
+
+/* ---------------------------------------------------------------------------
+ * Bare addresses in text.
+ */
+
+/* ASCII only, whatever the locale. */
+static int dt_alnum(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+static int dt_ci(const char *p, size_t n, const char *lit)
+{
+    size_t k = strlen(lit);
+    if (n < k)
+        return 0;
+    for (size_t i = 0; i < k; i++)
+        if ((p[i] >= 'A' && p[i] <= 'Z' ? (char)(p[i] + 32) : p[i]) != lit[i])
+            return 0;
+    return 1;
+}
+
+static int dt_host_char(unsigned char c)
+{
+    return dt_alnum(c) || c == '-' || c == '.' || c == '_';
+}
+
+/* Copies a host starting at p[i], dots as "[.]", and a second host after an
+ * '@' (user@host). Returns the index after it. */
+static size_t dt_host(const char *p, size_t n, size_t i, buf *out)
+{
+    for (int round = 0; round < 2; round++) {
+        size_t j = i;
+        while (j < n && dt_host_char((unsigned char)p[j]))
+            j++;
+        for (size_t k = i; k < j; k++) {
+            /* a dot that ends the host is punctuation, not part of it */
+            if (p[k] == '.' && k + 1 < j)
+                buf_puts(out, "[.]");
+            else
+                buf_putc(out, p[k]);
+        }
+        i = j;
+        if (round == 0 && i < n && p[i] == '@' && i + 1 < n &&
+            dt_host_char((unsigned char)p[i + 1])) {
+            buf_putc(out, '@');
+            i++;
+            continue;
+        }
+        break;
+    }
+    return i;
+}
+
+int htmltext_defang_text(const char *p, size_t n, buf *out)
+{
+    static const struct {
+        const char *scheme, *shown;
+    } schemes[] = {{"https://", "hxxps://"}, {"http://", "hxxp://"}, {"ftp://", "fxp://"}};
+    size_t i = 0, copied = 0;
+    while (i < n) {
+        unsigned char c = (unsigned char)p[i];
+        int word_start = i == 0 || !dt_alnum((unsigned char)p[i - 1]);
+        size_t matched = 0;
+        const char *shown = NULL;
+        if (word_start && (c == 'h' || c == 'H' || c == 'f' || c == 'F')) {
+            for (size_t s = 0; s < sizeof schemes / sizeof schemes[0]; s++) {
+                if (dt_ci(p + i, n - i, schemes[s].scheme)) {
+                    matched = strlen(schemes[s].scheme);
+                    shown = schemes[s].shown;
+                    break;
+                }
+            }
+        }
+        int www = !matched && word_start && (c == 'w' || c == 'W') && dt_ci(p + i, n - i, "www.") &&
+                  i + 4 < n && dt_alnum((unsigned char)p[i + 4]);
+        if (!matched && !www) {
+            i++;
+            continue;
+        }
+        buf_append(out, p + copied, i - copied);
+        if (matched) {
+            buf_puts(out, shown);
+            i += matched;
+        }
+        i = dt_host(p, n, i, out);
+        copied = i;
+    }
+    buf_append(out, p + copied, n - copied);
+    return out->err;
+}

@@ -42,4 +42,15 @@ typedef struct htmltext_stats {
 int htmltext_render(const char *p, size_t n, const htmltext_opts *opts, buf *out,
                     htmltext_stats *stats);
 
+/*
+ * Appends p[0..n) (UTF-8 text) to out with every bare web address made
+ * unclickable the same way links are shown: "http://", "https://" and
+ * "ftp://" become "hxxp://", "hxxps://" and "fxp://", and the dots of the host
+ * (also of a "www." name without a scheme, and of the host after a user@
+ * part) become "[.]". Mail clients turn such text into links by themselves,
+ * so a text body needs this as much as an HTML one. Text already defanged is
+ * left as it is. Linear. Returns 0 or a negative errno (-ENOSPC at out's max).
+ */
+int htmltext_defang_text(const char *p, size_t n, buf *out);
+
 #endif

@@ -455,21 +455,28 @@ static void render_text_part(struct walk *w, GMimePart *part, int html)
     if (w->res->text_parts > 0)
         ensure_blank_line(w->body);
     w->res->text_parts++;
+    buf txt;
+    buf_init(&txt, w->mail->limits.max_text_bytes);
     if (html) {
         w->res->html_parts++;
-        buf txt;
-        buf_init(&txt, w->mail->limits.max_text_bytes);
-        htmltext_opts o = {.defang = w->mail->defang_links,
-                           .english = w->mail->english,
-                           .max_depth = 256};
+        htmltext_opts o = {.defang = w->mail->defang_links, .english = w->mail->english};
         if (htmltext_render(buf_cstr(&utf8), utf8.len, &o, &txt, NULL) == -ENOSPC)
             w->res->flags |= SANITIZE_F_TEXT;
-        append_clean_text(w, (const char *)buf_cstr(&txt), txt.len);
-        buf_free(&txt);
     } else {
-        append_clean_text(w, buf_cstr(&utf8), utf8.len);
+        buf_append(&txt, utf8.p ? utf8.p : (const uint8_t *)"", utf8.len);
     }
     buf_free(&utf8);
+    /* Clients make links of bare addresses in text by themselves. */
+    if (w->mail->defang_links) {
+        buf safe;
+        buf_init(&safe, w->mail->limits.max_text_bytes);
+        if (htmltext_defang_text(buf_cstr(&txt), txt.len, &safe) == -ENOSPC)
+            w->res->flags |= SANITIZE_F_TEXT;
+        buf_free(&txt);
+        txt = safe;
+    }
+    append_clean_text(w, buf_cstr(&txt), txt.len);
+    buf_free(&txt);
     if (w->body->err == -ENOSPC)
         w->res->flags |= SANITIZE_F_TEXT;
 }
@@ -1031,4 +1038,264 @@ int sanitize_finish(const sanitize_result *res, const char *qid, buf *out)
     int rc = body.err ? body.err : out->err;
     buf_free(&body);
     return rc;
+}
+
+/* ---------------------------------------------------------------------------
+ * Packing a result for the trip out of the sandbox.
+ *
+ * Format (all integers little-endian): "SKR1", u32 verdict, u32 flags,
+ * u64 text_parts, html_parts, replaced, u32 n_qid, 4 x u64 qid_at, strings
+ * (u32 length + bytes) reason, from, to, subject, message_id, charsets,
+ * headers, text; u32 n_parts; per part: strings filename, declared_type,
+ * detected, sha256; u64 size; u32 warnings, archive_entries; u8 forwarded,
+ * analysed. The reader keeps a sticky error and checks the remaining length
+ * before every read (OpenSMTPD's imsg getters).
+ */
+
+#define PACK_MAGIC "SKR1"
+#define PACK_MAX_PARTS 100000u
+
+static void put_u32(buf *b, uint32_t v)
+{
+    uint8_t x[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
+    buf_append(b, x, 4);
+}
+
+static void put_u64(buf *b, uint64_t v)
+{
+    put_u32(b, (uint32_t)v);
+    put_u32(b, (uint32_t)(v >> 32));
+}
+
+static void put_str(buf *b, const void *p, size_t n)
+{
+    if (n > UINT32_MAX) {
+        b->err = -EOVERFLOW;
+        return;
+    }
+    put_u32(b, (uint32_t)n);
+    buf_append(b, p ? p : "", n);
+}
+
+static void put_cstr(buf *b, const char *s)
+{
+    put_str(b, s ? s : "", s ? strlen(s) : 0);
+}
+
+int sanitize_result_pack(const sanitize_result *res, buf *out)
+{
+    buf_append(out, PACK_MAGIC, 4);
+    put_u32(out, (uint32_t)res->verdict);
+    put_u32(out, res->flags);
+    put_u64(out, res->text_parts);
+    put_u64(out, res->html_parts);
+    put_u64(out, res->replaced);
+    put_u32(out, (uint32_t)res->n_qid);
+    for (size_t i = 0; i < 4; i++)
+        put_u64(out, i < res->n_qid ? res->qid_at[i] : 0);
+    put_cstr(out, res->reason);
+    put_cstr(out, res->from);
+    put_cstr(out, res->to);
+    put_cstr(out, res->subject);
+    put_cstr(out, res->message_id);
+    put_cstr(out, res->charsets);
+    put_str(out, res->headers.p, res->headers.len);
+    put_str(out, res->text.p, res->text.len);
+    put_u32(out, (uint32_t)res->n_parts);
+    for (size_t i = 0; i < res->n_parts; i++) {
+        const sanitize_part *sp = &res->parts[i];
+        put_cstr(out, sp->filename);
+        put_cstr(out, sp->declared_type);
+        put_cstr(out, sp->info.detected);
+        put_cstr(out, sp->info.sha256);
+        put_u64(out, sp->info.size);
+        put_u32(out, sp->info.warnings);
+        put_u32(out, sp->info.archive_entries);
+        uint8_t flags[2] = {(uint8_t)(sp->forwarded != 0), (uint8_t)(sp->analysed != 0)};
+        buf_append(out, flags, 2);
+    }
+    return out->err;
+}
+
+struct reader {
+    const uint8_t *p;
+    size_t n;
+    int err;
+};
+
+static const uint8_t *rd_take(struct reader *r, size_t k)
+{
+    if (r->err || k > r->n) {
+        r->err = -EBADMSG;
+        return NULL;
+    }
+    const uint8_t *at = r->p;
+    r->p += k;
+    r->n -= k;
+    return at;
+}
+
+static uint32_t rd_u32(struct reader *r)
+{
+    const uint8_t *x = rd_take(r, 4);
+    if (x == NULL)
+        return 0;
+    return (uint32_t)x[0] | (uint32_t)x[1] << 8 | (uint32_t)x[2] << 16 | (uint32_t)x[3] << 24;
+}
+
+static uint64_t rd_u64(struct reader *r)
+{
+    uint64_t lo = rd_u32(r);
+    return lo | (uint64_t)rd_u32(r) << 32;
+}
+
+/* A string field: NUL-free UTF-8 (and, with ascii_lines, only printable ASCII,
+ * TAB, CR and LF). Returns a malloc'ed copy, or NULL with r->err set. */
+static char *rd_str(struct reader *r, size_t *len_out, int ascii_lines)
+{
+    uint32_t len = rd_u32(r);
+    const uint8_t *s = rd_take(r, len);
+    if (s == NULL)
+        return NULL;
+    if (memchr(s, 0, len) != NULL || !charset_is_utf8(s, len)) {
+        r->err = -EBADMSG;
+        return NULL;
+    }
+    for (uint32_t i = 0; ascii_lines && i < len; i++) {
+        if ((s[i] < 0x20 && s[i] != '\t' && s[i] != '\r' && s[i] != '\n') || s[i] > 0x7E) {
+            r->err = -EBADMSG;
+            return NULL;
+        }
+    }
+    char *c = xmalloc((unsigned long)len + 1);
+    memcpy(c, s, len);
+    c[len] = 0;
+    if (len_out)
+        *len_out = len;
+    return c;
+}
+
+static void rd_fixed(struct reader *r, char *dst, size_t dstsz)
+{
+    char *s = rd_str(r, NULL, 1);
+    if (s == NULL)
+        return;
+    if (strlen(s) >= dstsz)
+        r->err = -EBADMSG;
+    else
+        memcpy(dst, s, strlen(s) + 1);
+    free(s);
+}
+
+static void rd_buf(struct reader *r, buf *b, int ascii_lines)
+{
+    size_t len = 0;
+    char *s = rd_str(r, &len, ascii_lines);
+    buf_init(b, BUF_UNLIMITED);
+    if (s == NULL)
+        return;
+    b->p = (uint8_t *)s;
+    b->len = b->cap = len;
+}
+
+/* The kept headers: CRLF-terminated lines, each either a continuation (WSP
+ * first) or one of the names sanitize_message() keeps. */
+static int headers_well_formed(const buf *h)
+{
+    static const char *const names[] = {"From:", "To:", "Cc:", "Date:", "Subject:",
+                                        "Message-ID:", "In-Reply-To:", "References:"};
+    const char *s = buf_cstr(h), *end = s + h->len;
+    while (s < end) {
+        const char *eol = strstr(s, "\r\n");
+        if (eol == NULL || memchr(s, '\n', (size_t)(eol - s)) || memchr(s, '\r', (size_t)(eol - s)))
+            return 0;
+        int ok = *s == ' ' || *s == '\t';
+        for (size_t i = 0; !ok && i < sizeof names / sizeof names[0]; i++)
+            ok = strncmp(s, names[i], strlen(names[i])) == 0;
+        if (!ok)
+            return 0;
+        s = eol + 2;
+    }
+    return 1;
+}
+
+int sanitize_result_unpack(const uint8_t *p, size_t n, sanitize_result *res, size_t *used)
+{
+    memset(res, 0, sizeof *res);
+    struct reader r = {p, n, 0};
+    const uint8_t *magic = rd_take(&r, 4);
+    if (magic == NULL || memcmp(magic, PACK_MAGIC, 4) != 0)
+        return -EBADMSG;
+    uint32_t verdict = rd_u32(&r);
+    res->verdict = verdict == SANITIZE_OK ? SANITIZE_OK : SANITIZE_REJECT;
+    if (verdict > SANITIZE_REJECT)
+        r.err = -EBADMSG;
+    res->flags = rd_u32(&r);
+    res->text_parts = (size_t)rd_u64(&r);
+    res->html_parts = (size_t)rd_u64(&r);
+    res->replaced = (size_t)rd_u64(&r);
+    uint32_t n_qid = rd_u32(&r);
+    uint64_t qid_at[4];
+    for (size_t i = 0; i < 4; i++)
+        qid_at[i] = rd_u64(&r);
+    rd_fixed(&r, res->reason, sizeof res->reason);
+    res->from = rd_str(&r, NULL, 0);
+    res->to = rd_str(&r, NULL, 0);
+    res->subject = rd_str(&r, NULL, 0);
+    res->message_id = rd_str(&r, NULL, 0);
+    rd_fixed(&r, res->charsets, sizeof res->charsets);
+    rd_buf(&r, &res->headers, 1);
+    if (!r.err && !headers_well_formed(&res->headers))
+        r.err = -EBADMSG;
+    rd_buf(&r, &res->text, 0);
+    uint32_t n_parts = rd_u32(&r);
+    if (n_parts > PACK_MAX_PARTS || n_parts > r.n / 26) /* 26: the smallest packed part */
+        r.err = -EBADMSG;
+    if (!r.err && n_parts) {
+        res->parts = xcalloc(n_parts, sizeof *res->parts);
+        for (uint32_t i = 0; i < n_parts && !r.err; i++) {
+            sanitize_part *sp = &res->parts[i];
+            res->n_parts = i + 1;
+            sp->filename = rd_str(&r, NULL, 0);
+            sp->declared_type = rd_str(&r, NULL, 1);
+            rd_fixed(&r, sp->info.detected, sizeof sp->info.detected);
+            rd_fixed(&r, sp->info.sha256, sizeof sp->info.sha256);
+            sp->info.size = rd_u64(&r);
+            sp->info.warnings = rd_u32(&r);
+            sp->info.archive_entries = rd_u32(&r);
+            const uint8_t *fl = rd_take(&r, 2);
+            if (fl) {
+                sp->forwarded = fl[0] != 0;
+                sp->analysed = fl[1] != 0;
+            }
+            if (!r.err && (sp->filename == NULL || sp->declared_type == NULL))
+                r.err = -EBADMSG;
+        }
+    }
+    /* The id offsets must be in order and inside the text. */
+    if (n_qid > 4)
+        r.err = -EBADMSG;
+    for (uint32_t i = 0; !r.err && i < n_qid; i++) {
+        if (qid_at[i] > res->text.len || (i > 0 && qid_at[i] < qid_at[i - 1]))
+            r.err = -EBADMSG;
+        res->qid_at[i] = (size_t)qid_at[i];
+    }
+    res->n_qid = r.err ? 0 : n_qid;
+    if (!r.err && (res->from == NULL || res->to == NULL || res->subject == NULL ||
+                   res->message_id == NULL))
+        r.err = -EBADMSG;
+    /* Never leave NULLs where callers expect strings. */
+    char **strs[] = {&res->from, &res->to, &res->subject, &res->message_id};
+    for (size_t i = 0; i < 4; i++)
+        if (*strs[i] == NULL)
+            *strs[i] = xstrdup("");
+    for (size_t i = 0; i < res->n_parts; i++) {
+        if (res->parts[i].filename == NULL)
+            res->parts[i].filename = xstrdup("");
+        if (res->parts[i].declared_type == NULL)
+            res->parts[i].declared_type = xstrdup("");
+    }
+    if (used)
+        *used = n - r.n;
+    return r.err ? -EBADMSG : 0;
 }

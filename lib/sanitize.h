@@ -90,4 +90,17 @@ int sanitize_finish(const sanitize_result *res, const char *qid, buf *out);
 
 void sanitize_result_free(sanitize_result *res);
 
+/*
+ * A result crosses from the sandboxed worker to its parent as bytes.
+ * sanitize_result_pack() appends res to out; sanitize_result_unpack() reads
+ * one packed result from p[0..n) into res, treating the bytes as hostile (the
+ * worker may be compromised): every length is checked against what remains,
+ * strings must be NUL-free UTF-8, kept headers printable ASCII lines, the
+ * quarantine-id offsets in order and inside the text, no bytes left over.
+ * *used (may be NULL) gets the bytes consumed. Returns 0 or -EBADMSG; res must
+ * be freed with sanitize_result_free() either way.
+ */
+int sanitize_result_pack(const sanitize_result *res, buf *out);
+int sanitize_result_unpack(const uint8_t *p, size_t n, sanitize_result *res, size_t *used);
+
 #endif

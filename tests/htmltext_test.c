@@ -639,8 +639,43 @@ static void test_gmail(void)
     free(got);
 }
 
+static void test_defang_text(void)
+{
+    static const struct {
+        const char *in, *out;
+    } t[] = {
+        {"see https://bank.example.jp/login now", "see hxxps://bank[.]example[.]jp/login now"},
+        {"HTTP://A.B/c", "hxxp://A[.]B/c"},
+        {"ftp://files.example.org/x.zip", "fxp://files[.]example[.]org/x.zip"}, /* path dots stay */
+        {"www.example.com.", "www[.]example[.]com."},
+        {"(www.example.com)です", "(www[.]example[.]com)です"},
+        {"https://user@evil.example/", "hxxps://user@evil[.]example/"},
+        {"https://example.com:8080/p", "hxxps://example[.]com:8080/p"},
+        {"already hxxps://a[.]b/ shown", "already hxxps://a[.]b/ shown"},
+        {"xhttps://a.b", "xhttps://a.b"},
+        {"awww.example.com", "awww.example.com"},
+        {"www.", "www."},
+        {"http://", "hxxp://"},
+        {"日本語 https://例え.jp/ 日本語", "日本語 hxxps://例え.jp/ 日本語"},
+        {"", ""},
+    };
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        buf b;
+        buf_init(&b, 1024);
+        CHECK_INT(htmltext_defang_text(t[i].in, strlen(t[i].in), &b), 0);
+        CHECK_STR(buf_cstr(&b), t[i].out);
+        buf_free(&b);
+    }
+    /* bounded output */
+    buf b;
+    buf_init(&b, 10);
+    CHECK_INT(htmltext_defang_text("https://a.b.c.d/", 16, &b), -ENOSPC);
+    buf_free(&b);
+}
+
 int main(void)
 {
+    test_defang_text();
     test_table();
     test_stats();
     test_nospace();
