@@ -20,7 +20,8 @@
  * THE CHILD, IN ORDER
  *   1. every signal back to SIG_DFL and unblocked (the caller's handlers,
  *      an ignored SIGPIPE, ASan's SEGV handler do not belong in the child:
- *      a crash is reported as the signal that caused it);
+ *      a crash is reported as the signal that caused it); GLib's log handler
+ *      replaced (below); TZ pinned so that glibc reads the zone file once;
  *   2. the result pipe moved to fd 3, every other descriptor closed, 0 and 1
  *      included (only 2, stderr, stays for diagnostics);
  *   3. rlimits: AS = inherited address space + max_memory_bytes (so callers
@@ -136,10 +137,10 @@
 #endif
 #endif
 
-#define SB_RESULT_FD 3
-#define SB_NOFILE 4
-#define SB_EXIT_FAIL 1        /* fn returned non-zero */
-#define SB_EXIT_SETUP 120     /* a lock-down step failed; stage in the shared page */
+#define SB_RESULT_FD      3
+#define SB_NOFILE         4
+#define SB_EXIT_FAIL      1   /* fn returned non-zero */
+#define SB_EXIT_SETUP     120 /* a lock-down step failed; stage in the shared page */
 #define SB_EXIT_NOSECCOMP 121 /* seccomp could not be installed and is required */
 
 enum sb_stage {
@@ -153,7 +154,12 @@ enum sb_stage {
 };
 
 static const char *const stage_names[] = {
-    "", "signals", "closing descriptors", "rlimits", "prctl", "building the seccomp filter",
+    "",
+    "signals",
+    "closing descriptors",
+    "rlimits",
+    "prctl",
+    "building the seccomp filter",
     "installing the seccomp filter",
 };
 
@@ -337,7 +343,8 @@ static scmp_filter_ctx build_filter(int debug)
     rc = rc ? rc : allow(f, SCMP_SYS(sched_yield));
 
     rc = rc ? rc : seccomp_rule_add_array(f, SCMP_ACT_ERRNO(ENOTTY), SCMP_SYS(ioctl), 0, NULL);
-    rc = rc ? rc : seccomp_rule_add_array(f, SCMP_ACT_ERRNO(ENOTSOCK), SCMP_SYS(getpeername), 0, NULL);
+    rc = rc ? rc
+            : seccomp_rule_add_array(f, SCMP_ACT_ERRNO(ENOTSOCK), SCMP_SYS(getpeername), 0, NULL);
 
 #ifdef SB_ASAN
     /* Sanitizer builds only (found with SEKISHO_SANDBOX_DEBUG=1 under
@@ -416,6 +423,12 @@ static _Noreturn void child_main(const sandbox_limits *lim, sandbox_fn fn, void 
         child_fail(sh, SB_STAGE_SIGNALS, errno, SB_EXIT_SETUP);
 
     g_log_set_default_handler(child_log, NULL);
+    /* glibc's mktime() and localtime() re-stat /etc/localtime on every call
+     * while TZ is unset (libarchive's zip reader calls mktime per entry); with
+     * TZ naming the same file they read it once, here, before the filter. */
+    if (getenv("TZ") == NULL)
+        setenv("TZ", ":/etc/localtime", 0);
+    tzset();
 
     /* 2. descriptors (the address-space size is read while /proc can still be opened) */
     uint64_t vm = lim->max_memory_bytes ? inherited_vm_bytes() : 0;
@@ -496,13 +509,13 @@ static _Noreturn void child_main(const sandbox_limits *lim, sandbox_fn fn, void 
 /* Charsets seen in RFC 2047 words of mail reaching Japanese offices, by the
  * names GMime hands to iconv_open(). The Japanese ones first. */
 static const char *const preload_charsets[] = {
-    "ISO-2022-JP", "ISO-2022-JP-2", "SHIFT_JIS", "CP932", "EUC-JP",
-    "EUC-KR", "ISO-2022-KR", "GB2312", "GBK", "GB18030", "BIG5", "BIG5-HKSCS",
-    "ISO-8859-2", "ISO-8859-3", "ISO-8859-4", "ISO-8859-5", "ISO-8859-6", "ISO-8859-7",
-    "ISO-8859-8", "ISO-8859-9", "ISO-8859-10", "ISO-8859-13", "ISO-8859-14",
-    "ISO-8859-15", "ISO-8859-16", "CP1250", "CP1251", "CP1252", "CP1253", "CP1254",
-    "CP1255", "CP1256", "CP1257", "CP1258", "KOI8-R", "KOI8-U", "TIS-620", "UTF-7",
-    "UTF-16", "UTF-32",
+    "ISO-2022-JP", "ISO-2022-JP-2", "SHIFT_JIS",  "CP932",       "EUC-JP",      "EUC-KR",
+    "ISO-2022-KR", "GB2312",        "GBK",        "GB18030",     "BIG5",        "BIG5-HKSCS",
+    "ISO-8859-1",  "ISO-8859-2",    "ISO-8859-3", "ISO-8859-4",  "ISO-8859-5",  "ISO-8859-6",
+    "ISO-8859-7",  "ISO-8859-8",    "ISO-8859-9", "ISO-8859-10", "ISO-8859-13", "ISO-8859-14",
+    "ISO-8859-15", "ISO-8859-16",   "CP1250",     "CP1251",      "CP1252",      "CP1253",
+    "CP1254",      "CP1255",        "CP1256",     "CP1257",      "CP1258",      "KOI8-R",
+    "KOI8-U",      "TIS-620",       "UTF-7",      "UTF-16",      "UTF-32",
 };
 
 static iconv_t preloaded[sizeof preload_charsets / sizeof preload_charsets[0]];
@@ -627,8 +640,7 @@ static int judge(const sandbox_limits *lim, int st, const struct sb_shared *sh, 
         char tmp[32];
         int sig = WTERMSIG(st);
         if (sig == SIGSYS) {
-            say(status_text,
-                "killed by SIGSYS (seccomp violation)%s",
+            say(status_text, "killed by SIGSYS (seccomp violation)%s",
                 debug ? "" : "; rerun with SEKISHO_SANDBOX_DEBUG=1 to name the syscall");
             return -EPERM;
         }
@@ -661,8 +673,8 @@ int sandbox_run(const sandbox_limits *lim, sandbox_fn fn, void *arg, buf *out, b
                      "rlimits and closed descriptors only");
     }
 
-    struct sb_shared *sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE,
-                                MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    struct sb_shared *sh =
+        mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (sh == MAP_FAILED) {
         int e = errno;
         say(status_text, "mmap: %s", strerror(e));
@@ -676,7 +688,8 @@ int sandbox_run(const sandbox_limits *lim, sandbox_fn fn, void *arg, buf *out, b
         say(status_text, "pipe: %s", strerror(e));
         return -e;
     }
-    int64_t deadline = now_ms() + (int64_t)(lim->wall_ms > INT64_MAX / 4 ? INT64_MAX / 4 : lim->wall_ms);
+    int64_t deadline =
+        now_ms() + (int64_t)(lim->wall_ms > INT64_MAX / 4 ? INT64_MAX / 4 : lim->wall_ms);
     pid_t pid = fork();
     if (pid < 0) {
         int e = errno;
