@@ -26,7 +26,10 @@
  *      included (only 2, stderr, stays for diagnostics);
  *   3. rlimits: AS = inherited address space + max_memory_bytes (so callers
  *      need not know how much ICU and the libraries map), CPU = cpu_seconds
- *      (hard = soft + 1: SIGXCPU, then SIGKILL), FSIZE = 0, CORE = 0,
+ *      (hard = soft + 1: SIGXCPU, then SIGKILL), FSIZE = 0 (SIGXFSZ
+ *      ignored: when stderr is a regular file, the child's diagnostics fail
+ *      with EFBIG and are lost instead of killing it; debug mode leaves
+ *      FSIZE alone so that its report reaches a log file), CORE = 0,
  *      NOFILE = 4, NPROC = 0 (no effect for root, which seccomp covers);
  *   4. PR_SET_DUMPABLE 0 (no ptrace or /proc/pid/mem by the same uid),
  *      PR_SET_NO_NEW_PRIVS 1;
@@ -417,6 +420,9 @@ static _Noreturn void child_main(const sandbox_limits *lim, sandbox_fn fn, void 
     for (int s = 1; s < NSIG; s++)
         if (s != SIGKILL && s != SIGSTOP)
             sigaction(s, &dfl, NULL); /* glibc-internal signals fail with EINVAL: fine */
+    /* FSIZE is 0: a write to a stderr that is a regular file (a log) must
+     * fail with EFBIG, not kill the child with SIGXFSZ. */
+    signal(SIGXFSZ, SIG_IGN);
     sigset_t none;
     sigemptyset(&none);
     if (sigprocmask(SIG_SETMASK, &none, NULL) != 0)
@@ -455,7 +461,8 @@ static _Noreturn void child_main(const sandbox_limits *lim, sandbox_fn fn, void 
     }
     if (lim->cpu_seconds)
         bad |= set_limit(RLIMIT_CPU, lim->cpu_seconds, lim->cpu_seconds + 1);
-    bad |= set_limit(RLIMIT_FSIZE, 0, 0);
+    if (!debug) /* debug mode: let its report reach a log file */
+        bad |= set_limit(RLIMIT_FSIZE, 0, 0);
     bad |= set_limit(RLIMIT_CORE, 0, 0);
     bad |= set_limit(RLIMIT_NOFILE, SB_NOFILE, SB_NOFILE);
     set_limit(RLIMIT_NPROC, 0, 0); /* "where possible": ignored for root anyway */
@@ -617,9 +624,13 @@ static int judge(const sandbox_limits *lim, int st, const struct sb_shared *sh, 
         int code = WEXITSTATUS(st);
         int stage = s.stage > SB_STAGE_NONE && s.stage <= SB_STAGE_LOAD ? s.stage : 0;
         if (code == 0) {
-            if (stage == SB_STAGE_LOAD)
+            if (stage == SB_STAGE_LOAD) {
                 say(status_text, "exited 0 (without seccomp: %s)", strerror(s.err));
-            else
+                if (atomic_exchange(&warned_unavailable, 1) == 0)
+                    msg_warn("sandbox: the seccomp filter could not be installed (%s); "
+                             "untrusted input is parsed with rlimits and closed descriptors only",
+                             strerror(s.err));
+            } else
                 say(status_text, "exited 0%s", s.seccomp_on ? "" : " (without seccomp)");
             return 0;
         }

@@ -318,6 +318,35 @@ static void test_crash(buf *out, buf *why)
     CHECK_STR(buf_cstr(out), "ok");
 }
 
+static int fn_stderr(void *arg, int fd)
+{
+    fputs("sandbox_test: a line on stderr from the child (expected)\n", stderr);
+    return sandbox_write(fd, "ok", 2);
+}
+
+/* stderr on a regular file (a log): FSIZE=0 must not kill the child. */
+static void test_stderr_file(buf *out, buf *why)
+{
+    char tmpl[] = "/tmp/sandbox_test_stderr_XXXXXX";
+    int log = mkstemp(tmpl);
+    CHECK(log >= 0);
+    if (log < 0)
+        return;
+    unlink(tmpl);
+    (void)!write(log, "earlier log lines\n", 18);
+    fflush(stderr);
+    int saved = dup(2);
+    dup2(log, 2);
+    int rc1 = run(&LIM, fn_stderr, NULL, out, why);
+    int rc2 = run(&LIM, fn_g_warning, NULL, out, why);
+    dup2(saved, 2);
+    close(saved);
+    close(log);
+    CHECK_INT(rc1, 0);
+    CHECK_INT(rc2, 0);
+    CHECK_STR(buf_cstr(out), "ok");
+}
+
 static void test_debug_mode(buf *out, buf *why)
 {
     /* keep the mode on when the whole test runs under it (to find syscalls) */
@@ -484,6 +513,7 @@ int main(void)
     test_time(&out, &why);
     test_memory(&out, &why);
     test_crash(&out, &why);
+    test_stderr_file(&out, &why);
     test_debug_mode(&out, &why);
     test_without_seccomp(&out, &why);
     test_sanitize_inside(&out, &why);
