@@ -42,5 +42,19 @@ check: deps-check build
 	meson test -C $(BUILD) --print-errorlogs
 	$(MAKE) --no-print-directory test-asan
 
+# A longer fuzz run of every target over a scratch copy of its corpus;
+# findings land in fuzz/artifacts/ (add them to fuzz/corpus/<target>/).
+FUZZ_SECONDS ?= 600
+fuzz: deps-check $(ASAN)/build.ninja
+	ninja -C $(ASAN)
+	for t in sanitize mimehdr charset htmltext policy; do \
+	    fuzz/run-fuzz.sh $(ASAN)/fuzz/fuzz_$$t fuzz/corpus/$$t $(FUZZ_SECONDS) || exit 1; \
+	done
+
+# Benchmark against the reference pipeline; results go to docs/PERFORMANCE.md by hand.
+bench: build
+	@scripts/deps-bench.sh
+	bench/run.sh $(BUILD)
+
 clean:
 	rm -rf $(BUILD) $(ASAN) out var

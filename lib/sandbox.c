@@ -60,13 +60,17 @@
  *              so that abort() and a failed assertion die as SIGABRT, not as
  *              an allow-list violation.
  *   exit, exit_group, rt_sigreturn, restart_syscall, sched_yield.
+ *   open, openat   not allowed, but fail with EACCES instead of killing: a
+ *              lazy load (an iconv module for a charset a header names,
+ *              beyond those sandbox_preload() loads) degrades instead of
+ *              leaving the message in TEMPFAIL for ever.
  *   ioctl, getpeername   not allowed, but fail (ENOTTY, ENOTSOCK) instead
  *              of killing: GLib's log writer probes stderr for a terminal or
  *              journald; a warning must not turn into a crash. (The child
  *              also replaces GLib's default log handler with a plain one,
  *              because the default one stamps local time: stat/open of
  *              /etc/localtime.)
- *   Denied, so killed: open/openat/creat/stat of paths, read (the child has
+ *   Denied, so killed: creat/openat2/stat of paths, read (the child has
  *   nothing to read: its input is in memory), socket/connect/bind/sendto,
  *   execve/execveat, fork/vfork/clone/clone3, ptrace, kill (other than the
  *   one tgkill above), dup/dup2/dup3/fcntl, pipe, mknod, chdir, chroot,
@@ -345,6 +349,13 @@ static scmp_filter_ctx build_filter(int debug)
     rc = rc ? rc : allow(f, SCMP_SYS(restart_syscall));
     rc = rc ? rc : allow(f, SCMP_SYS(sched_yield));
 
+    /* Opening a file fails instead of killing: a library that loads
+     * something lazily (GMime asks iconv for a charset module the first time
+     * a header names that charset; sandbox_preload() covers the common ones)
+     * then sees "permission denied" and degrades, and the message is not
+     * stuck in TEMPFAIL. Nothing can be opened either way. */
+    rc = rc ? rc : seccomp_rule_add_array(f, SCMP_ACT_ERRNO(EACCES), SCMP_SYS(openat), 0, NULL);
+    rc = rc ? rc : seccomp_rule_add_array(f, SCMP_ACT_ERRNO(EACCES), SCMP_SYS(open), 0, NULL);
     rc = rc ? rc : seccomp_rule_add_array(f, SCMP_ACT_ERRNO(ENOTTY), SCMP_SYS(ioctl), 0, NULL);
     rc = rc ? rc
             : seccomp_rule_add_array(f, SCMP_ACT_ERRNO(ENOTSOCK), SCMP_SYS(getpeername), 0, NULL);

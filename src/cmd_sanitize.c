@@ -9,9 +9,17 @@
  * messages (or BATCH_BYTES of originals), then writes that group's outputs.
  * Nothing unsanitized is ever written: a message that cannot be made safe
  * gives no output at all (exit 65), and its original is still held.
+ *
+ * The parsing runs in a sandboxed child (lib/sandbox: seccomp allow-list,
+ * rlimits, no descriptors but its result pipe), one child per batch, which
+ * sends back packed results that the parent checks as hostile bytes. If the
+ * child dies on message k (crash, memory, time, a forbidden syscall), message k
+ * is held as "cannot be made safe" and the rest of the batch goes to a fresh
+ * child. Only a failure to start a child at all is a temporary failure (75).
  */
 #include "cli.h"
 #include "quarantine.h"
+#include "sandbox.h"
 #include "sanitize.h"
 #include "util/fileio.h"
 #include "util/msg.h"
@@ -203,23 +211,135 @@ static int worst(int a, int b)
     return rank_a >= rank_b ? a : b;
 }
 
-/* Processes jobs[0..n): sanitize all, store all, one sync, then emit. */
+struct child_arg {
+    sanitize_ctx *sc;
+    struct job *jobs;
+    size_t from, n;
+};
+
+/* In the sandbox: sanitize jobs[from..n) in order, one packed result each. */
+static int child_sanitize(void *argp, int fd)
+{
+    struct child_arg *a = argp;
+    /* Fault injection for the tests: the worker aborts on a message that
+     * contains this marker, as it would on a parser crash. */
+    const char *fault = getenv("SEKISHO_TEST_WORKER_ABORT_ON");
+    buf packed;
+    buf_init(&packed, BUF_UNLIMITED);
+    for (size_t i = a->from; i < a->n; i++) {
+        struct job *j = &a->jobs[i];
+        if (j->status != EXIT_OK)
+            continue;
+        if (fault && *fault && j->in.p && memmem(j->in.p, j->in.len, fault, strlen(fault)))
+            abort();
+        sanitize_result res;
+        int rc = sanitize_message(a->sc, j->in.p ? j->in.p : (const uint8_t *)"", j->in.len, &res);
+        buf_reset(&packed);
+        if (rc == 0)
+            rc = sanitize_result_pack(&res, &packed);
+        sanitize_result_free(&res);
+        if (rc < 0 || sandbox_write(fd, packed.p, packed.len) < 0)
+            return 3;
+    }
+    buf_free(&packed);
+    return 0;
+}
+
+/* Sanitizes jobs[0..n) in sandboxed children, filling each job's res. A job
+ * whose child died gets a REJECT result naming why; if no child can be
+ * started, the remaining jobs get EXIT_TEMPFAIL. */
+static void sanitize_sandboxed(sanitize_ctx *sc, const policy *pol, struct job *jobs, size_t n)
+{
+    const policy_mail_limits *lim = &pol->mail.limits;
+    size_t next = 0;
+    while (next < n) {
+        size_t todo = 0;
+        for (size_t i = next; i < n; i++)
+            todo += jobs[i].status == EXIT_OK;
+        if (todo == 0)
+            return;
+        sandbox_limits sl = {
+            .max_memory_bytes = 4 * lim->max_message_bytes + ((uint64_t)256 << 20),
+            .cpu_seconds = (lim->time_limit_ms * todo + 999) / 1000 + 1,
+            .wall_ms = lim->time_limit_ms * todo + 2000,
+            .max_output_bytes = todo * (lim->max_text_bytes + ((uint64_t)8 << 20)),
+        };
+        struct child_arg arg = {sc, jobs, next, n};
+        buf out, why;
+        buf_init(&out, BUF_UNLIMITED);
+        buf_init(&why, 1024);
+        int rc = sandbox_run(&sl, child_sanitize, &arg, &out, &why);
+        /* Take every complete, valid result, in order. */
+        size_t off = 0, i = next;
+        for (; i < n; i++) {
+            struct job *j = &jobs[i];
+            if (j->status != EXIT_OK)
+                continue;
+            size_t used = 0;
+            if (off < out.len &&
+                sanitize_result_unpack(out.p + off, out.len - off, &j->res, &used) == 0) {
+                off += used;
+                continue;
+            }
+            sanitize_result_free(&j->res);
+            break;
+        }
+        if (i == n && off == out.len && rc == 0) {
+            buf_free(&out);
+            buf_free(&why);
+            return;
+        }
+        if (i == n) {
+            /* every result arrived, but the child failed afterwards or sent
+             * more than it should: trust none of this batch */
+            for (size_t k = next; k < n; k++)
+                if (jobs[k].status == EXIT_OK)
+                    sanitize_result_free(&jobs[k].res);
+            i = next;
+            while (i < n && jobs[i].status != EXIT_OK)
+                i++;
+            if (rc == 0)
+                rc = -EPROTO;
+        }
+        int message_at_fault = rc == -ETIMEDOUT || rc == -EPERM || rc == -ECHILD ||
+                               rc == -EMSGSIZE || rc == -EPROTO || rc == 0;
+        if (!message_at_fault) {
+            fprintf(stderr, "sekisho sanitize: cannot start the sandboxed worker: %s (%s)\n",
+                    strerror(-rc), buf_cstr(&why));
+            for (size_t k = i; k < n; k++)
+                if (jobs[k].status == EXIT_OK)
+                    jobs[k].status = EXIT_TEMPFAIL;
+            buf_free(&out);
+            buf_free(&why);
+            return;
+        }
+        /* jobs[i] is the message the worker died on (or sent garbage for). */
+        struct job *j = &jobs[i];
+        memset(&j->res, 0, sizeof j->res);
+        j->res.from = xstrdup("");
+        j->res.to = xstrdup("");
+        j->res.subject = xstrdup("");
+        j->res.message_id = xstrdup("");
+        j->res.verdict = SANITIZE_REJECT;
+        snprintf(j->res.reason, sizeof j->res.reason, "sanitizer worker failed: %s",
+                 rc == -EPROTO ? "malformed result" : buf_cstr(&why));
+        next = i + 1;
+        buf_free(&out);
+        buf_free(&why);
+    }
+}
+
+/* Processes jobs[0..n): sanitize all (sandboxed), store all, one sync, then emit. */
 static int run_batch(sanitize_ctx *sc, quarantine *q, const policy *pol, struct job *jobs,
                      size_t n, const struct opts *o)
 {
     int status = EXIT_OK;
     int single = n == 1 && o->outdir == NULL;
+    sanitize_sandboxed(sc, pol, jobs, n);
     for (size_t i = 0; i < n; i++) {
         struct job *j = &jobs[i];
         if (j->status != EXIT_OK)
             continue;
-        int rc = sanitize_message(sc, j->in.p ? j->in.p : (const uint8_t *)"", j->in.len, &j->res);
-        if (rc < 0) {
-            fprintf(stderr, "sekisho sanitize: %s: internal failure: %s\n", j->name,
-                    strerror(-rc));
-            j->status = EXIT_TEMPFAIL;
-            continue;
-        }
         if (store(q, j, pol, single) < 0) {
             j->status = EXIT_TEMPFAIL;
             continue;
@@ -324,6 +444,8 @@ int cmd_sanitize(int argc, char **argv)
         policy_free(pol);
         return EXIT_TEMPFAIL;
     }
+    /* What the libraries would load lazily must be loaded before the fork. */
+    sandbox_preload();
 
     int status = EXIT_OK;
     size_t total = nfiles ? (size_t)nfiles : 1;
