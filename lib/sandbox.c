@@ -60,6 +60,8 @@
  *              so that abort() and a failed assertion die as SIGABRT, not as
  *              an allow-list violation.
  *   exit, exit_group, rt_sigreturn, restart_syscall, sched_yield.
+ *   alarm, setitimer   a caller's per-item time limit inside the child: the
+ *              default SIGALRM action ends the child, which the parent reports.
  *   open, openat   not allowed, but fail with EACCES instead of killing: a
  *              lazy load (an iconv module for a charset a header names,
  *              beyond those sandbox_preload() loads) degrades instead of
@@ -348,6 +350,9 @@ static scmp_filter_ctx build_filter(int debug)
     rc = rc ? rc : allow(f, SCMP_SYS(rt_sigreturn));
     rc = rc ? rc : allow(f, SCMP_SYS(restart_syscall));
     rc = rc ? rc : allow(f, SCMP_SYS(sched_yield));
+    /* A per-item time limit inside the child (its SIGALRM kills it). */
+    rc = rc ? rc : allow(f, SCMP_SYS(alarm));
+    rc = rc ? rc : allow(f, SCMP_SYS(setitimer));
 
     /* Opening a file fails instead of killing: a library that loads
      * something lazily (GMime asks iconv for a charset module the first time

@@ -1175,11 +1175,16 @@ static char *rd_str(struct reader *r, size_t *len_out, int ascii_lines)
     return c;
 }
 
+/* A short single-line field (reason, charsets, detected type, hash): printable
+ * ASCII only, since some of them are written into a header line. */
 static void rd_fixed(struct reader *r, char *dst, size_t dstsz)
 {
     char *s = rd_str(r, NULL, 1);
     if (s == NULL)
         return;
+    for (const char *c = s; *c; c++)
+        if (*c < 0x20 || *c > 0x7E)
+            r->err = -EBADMSG;
     if (strlen(s) >= dstsz)
         r->err = -EBADMSG;
     else

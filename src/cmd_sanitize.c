@@ -215,6 +215,7 @@ struct child_arg {
     sanitize_ctx *sc;
     struct job *jobs;
     size_t from, n;
+    uint64_t time_limit_ms;
 };
 
 /* In the sandbox: sanitize jobs[from..n) in order, one packed result each. */
@@ -224,6 +225,7 @@ static int child_sanitize(void *argp, int fd)
     /* Fault injection for the tests: the worker aborts on a message that
      * contains this marker, as it would on a parser crash. */
     const char *fault = getenv("SEKISHO_TEST_WORKER_ABORT_ON");
+    const char *hang = getenv("SEKISHO_TEST_WORKER_HANG_ON");
     buf packed;
     buf_init(&packed, BUF_UNLIMITED);
     for (size_t i = a->from; i < a->n; i++) {
@@ -232,6 +234,12 @@ static int child_sanitize(void *argp, int fd)
             continue;
         if (fault && *fault && j->in.p && memmem(j->in.p, j->in.len, fault, strlen(fault)))
             abort();
+        /* The sanitizer checks its own deadline between parts; a parser that
+         * never returns is ended by SIGALRM, and that message alone is held. */
+        alarm((unsigned)(a->time_limit_ms / 1000 + 2));
+        if (hang && *hang && j->in.p && memmem(j->in.p, j->in.len, hang, strlen(hang)))
+            for (volatile int spin = 1; spin;)
+                ;
         sanitize_result res;
         int rc = sanitize_message(a->sc, j->in.p ? j->in.p : (const uint8_t *)"", j->in.len, &res);
         buf_reset(&packed);
@@ -240,6 +248,7 @@ static int child_sanitize(void *argp, int fd)
         sanitize_result_free(&res);
         if (rc < 0 || sandbox_write(fd, packed.p, packed.len) < 0)
             return 3;
+        alarm(0);
     }
     buf_free(&packed);
     return 0;
@@ -264,7 +273,7 @@ static void sanitize_sandboxed(sanitize_ctx *sc, const policy *pol, struct job *
             .wall_ms = lim->time_limit_ms * todo + 2000,
             .max_output_bytes = todo * (lim->max_text_bytes + ((uint64_t)8 << 20)),
         };
-        struct child_arg arg = {sc, jobs, next, n};
+        struct child_arg arg = {sc, jobs, next, n, lim->time_limit_ms};
         buf out, why;
         buf_init(&out, BUF_UNLIMITED);
         buf_init(&why, 1024);

@@ -13,6 +13,7 @@ MODE is one of:
   nodemailer    mails composed at test time by nodemailer (tests/js/compose.mjs);
                 outputs re-parsed by postal-mime as well as Python's email package
   worker-fault  a batch in which the sandboxed worker dies on one message
+  worker-hang   a batch in which the sandboxed worker hangs on one message
   hostile       generated hostile mails: 20,000 parts, 300 nested multiparts,
                 a 2 MB header line, 50,000 headers, broken base64, NULs, a
                 missing closing boundary, a zip bomb, deep HTML
@@ -496,6 +497,33 @@ def mode_worker_fault(sekisho, srcdir, work):
         fail("worker-fault-held", "quarantine rows: %r" % rows)
 
 
+def mode_worker_hang(sekisho, srcdir, work):
+    """A worker that never returns from one message: the per-message alarm
+    ends it, that message is held (65), the others are sanitized."""
+    indir = os.path.join(work, "in")
+    os.makedirs(indir)
+    files = []
+    for k in range(3):
+        p = os.path.join(indir, "h%d.eml" % k)
+        open(p, "wb").write(b"From: a@example.com\r\nSubject: h%d\r\n\r\n%s\r\n" % (
+            k, b"HANG-HERE" if k == 1 else b"fine"))
+        files.append(p)
+    pol = os.path.join(srcdir, "tests", "corpus", "policies", "time-1s.yaml")
+    env = dict(os.environ, SEKISHO_TEST_WORKER_HANG_ON="HANG-HERE")
+    t0 = time.monotonic()
+    r = subprocess.run([sekisho, "sanitize", "-p", pol, "-q", os.path.join(work, "q"), "-o",
+                        os.path.join(work, "out")] + files, capture_output=True, env=env, timeout=120)
+    took = time.monotonic() - t0
+    err = r.stderr.decode(errors="replace")
+    outs = sorted(os.listdir(os.path.join(work, "out")))
+    if r.returncode == 65 and "h1.eml: cannot be made safe" in err and "SIGALRM" in err \
+            and outs == ["h0.eml", "h2.eml"]:
+        ok("worker-hang")
+        print("worker-hang: held after %.1f s" % took)
+    else:
+        fail("worker-hang", "exit %d, outputs %r, stderr %s" % (r.returncode, outs, err))
+
+
 def main():
     if len(sys.argv) != 4:
         print(__doc__)
@@ -503,7 +531,7 @@ def main():
     sekisho, srcdir, mode = sys.argv[1:]
     work = tempfile.mkdtemp(prefix="sekisho-corpus-")
     try:
-        {"composed": mode_composed, "python-email": mode_python_email, "nodemailer": mode_nodemailer, "worker-fault": mode_worker_fault,
+        {"composed": mode_composed, "python-email": mode_python_email, "nodemailer": mode_nodemailer, "worker-fault": mode_worker_fault, "worker-hang": mode_worker_hang,
          "spamassassin": mode_spamassassin, "hostile": mode_hostile}[mode](
             os.path.abspath(sekisho), os.path.abspath(srcdir), work)
     finally:

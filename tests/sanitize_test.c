@@ -197,6 +197,15 @@ static void test_pack_injection(void)
     sanitize_result back;
     CHECK_INT(sanitize_result_unpack(packed.p, packed.len, &back, NULL), -EBADMSG);
     sanitize_result_free(&back);
+    /* ... or smuggles a header line through a one-line field. */
+    buf_truncate(&res.headers, res.headers.len - strlen("Bcc: spy@example.net\r\n"));
+    snprintf(res.charsets, sizeof res.charsets, "%s", "UTF-8\r\nBcc: spy@example.net");
+    buf_reset(&packed);
+    CHECK_INT(sanitize_result_pack(&res, &packed), 0);
+    CHECK_INT(sanitize_result_unpack(packed.p, packed.len, &back, NULL), -EBADMSG);
+    sanitize_result_free(&back);
+    res.charsets[0] = 0;
+    buf_puts(&res.headers, "Bcc: spy@example.net\r\n");
     /* Trailing bytes are reported through used, not ignored silently. */
     buf_truncate(&res.headers, res.headers.len - strlen("Bcc: spy@example.net\r\n"));
     buf_reset(&packed);
