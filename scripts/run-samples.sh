@@ -31,5 +31,5 @@ print()
 print(m.get_content())
 PY
 fi
-echo "Next: sekisho sanitize --help; sekisho quarantine get ID > original.eml"
+echo "Next: $sekisho sanitize --help; $sekisho quarantine get ID > original.eml (with SEKISHO_STATE_DIR=var)"
 [ "$rc" -eq 0 ] || [ "$rc" -eq 65 ]
