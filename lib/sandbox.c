@@ -112,6 +112,7 @@
  *   once with msg_warn(); require_seccomp makes that a failure instead.
  */
 #include "sandbox.h"
+#include "util/fileio.h"
 #include "util/msg.h"
 
 #include <errno.h>
@@ -208,18 +209,7 @@ static pid_t reap(pid_t pid, int *status)
 
 int sandbox_write(int fd, const void *p, size_t n)
 {
-    const uint8_t *q = p;
-    while (n > 0) {
-        ssize_t k = write(fd, q, n);
-        if (k < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        q += k;
-        n -= (size_t)k;
-    }
-    return 0;
+    return fileio_write_all(fd, p, n);
 }
 
 /* ---- the child ---------------------------------------------------------- */
