@@ -38,9 +38,13 @@ test-asan: deps-check $(ASAN)/build.ninja
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=1 \
 	    meson test -C $(ASAN) --print-errorlogs
 
+# Both builds run to the end even when one fails; the last line counts all tests.
 check: deps-check build
-	meson test -C $(BUILD) --print-errorlogs
-	$(MAKE) --no-print-directory test-asan
+	@rc=0; \
+	meson test -C $(BUILD) --print-errorlogs || rc=1; \
+	$(MAKE) --no-print-directory test-asan || rc=1; \
+	scripts/test-summary.py $(BUILD) $(ASAN) || rc=1; \
+	exit $$rc
 
 # A longer fuzz run of every target over a scratch copy of its corpus;
 # findings land in fuzz/artifacts/ (add them to fuzz/corpus/<target>/).
