@@ -80,6 +80,10 @@ struct quarantine {
     char **sync_dirs; /* directories to fsync at the next sync */
     size_t n_sync_dirs;
     int lost; /* an automatic sync inside put failed: the next sync reports it */
+    /* One AIO context for the handle's life: io_destroy() waits for an RCU
+     * grace period (tens of milliseconds), far more than a batch of fsyncs. */
+    aio_context_t aio;
+    int aio_state; /* 0 not set up yet, 1 ready, -1 unavailable (fsync one by one) */
 };
 
 static quarantine_fault_fn fault_hook;
@@ -429,6 +433,8 @@ void quarantine_close(quarantine *q)
         buf_free(&e);
     }
     pending_clear(q, 1);
+    if (q->aio_state == 1)
+        syscall(SYS_io_destroy, q->aio);
     if (q->db)
         sqlite3_close_v2(q->db);
     free(q->dir);
@@ -750,9 +756,14 @@ int quarantine_put(quarantine *q, const uint8_t *orig, size_t n, const quarantin
 static int fsync_pending_aio(quarantine *q, buf *err)
 {
     size_t n = q->n_pend;
-    aio_context_t ctx = 0;
-    if (syscall(SYS_io_setup, (long)n, &ctx) < 0)
-        return -ENOSYS; /* ENOSYS, EPERM (seccomp), EAGAIN (aio-max-nr): fall back */
+    if (q->aio_state == 0) {
+        q->aio = 0;
+        /* ENOSYS, EPERM (seccomp), EAGAIN (aio-max-nr): fall back for good */
+        q->aio_state = syscall(SYS_io_setup, (long)PENDING_MAX, &q->aio) < 0 ? -1 : 1;
+    }
+    if (q->aio_state < 0 || n > PENDING_MAX)
+        return -ENOSYS;
+    aio_context_t ctx = q->aio;
     struct iocb *cbs = xcalloc(n, sizeof *cbs);
     struct iocb **ptrs = xcalloc(n, sizeof *ptrs);
     for (size_t i = 0; i < n; i++) {
@@ -782,7 +793,8 @@ static int fsync_pending_aio(quarantine *q, buf *err)
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0) {
-            /* cannot happen with a valid context; io_destroy still waits */
+            /* cannot happen with a valid context: give the context up */
+            q->aio_state = -1;
             if (rc == 0)
                 rc = fail(err, -errno, "%s: io_getevents: %s", q->dir, strerror(errno));
             break;
@@ -795,7 +807,11 @@ static int fsync_pending_aio(quarantine *q, buf *err)
         }
         done += (size_t)r;
     }
-    syscall(SYS_io_destroy, ctx);
+    if (done < submitted) {
+        /* events still in flight: io_destroy waits for them */
+        syscall(SYS_io_destroy, ctx);
+        q->aio_state = -1;
+    }
     free(cbs);
     free(ptrs);
     return rc;

@@ -1002,16 +1002,21 @@ int sanitize_finish(const sanitize_result *res, const char *qid, buf *out)
     buf body;
     buf_init(&body, BUF_UNLIMITED);
     size_t pos = 0;
+    buf_reserve(&body, res->text.len + res->text.len / 16 + 64);
     for (size_t k = 0; k <= res->n_qid; k++) {
         size_t end = k < res->n_qid ? res->qid_at[k] : res->text.len;
-        for (size_t i = pos; i < end; i++) {
-            if (res->text.p[i] == '\n')
-                buf_putc(&body, '\r');
-            buf_putc(&body, res->text.p[i]);
+        while (pos < end) {
+            const uint8_t *nl = memchr(res->text.p + pos, '\n', end - pos);
+            size_t run = nl ? (size_t)(nl - (res->text.p + pos)) : end - pos;
+            buf_append(&body, res->text.p + pos, run);
+            pos += run;
+            if (nl) {
+                buf_append(&body, "\r\n", 2);
+                pos++;
+            }
         }
         if (k < res->n_qid)
             buf_puts(&body, qid);
-        pos = end;
     }
     buf_printf(out, "X-Sekisho-Quarantine-Id: %s\r\n", qid);
     buf_append(out, res->headers.p ? res->headers.p : (const uint8_t *)"", res->headers.len);

@@ -35,7 +35,7 @@
 #include <unistd.h>
 
 #define BATCH_MAX 64
-#define BATCH_BYTES ((size_t)64 << 20)
+#define BATCH_BYTES ((size_t)4 << 20) /* small: memory stays near one message */
 
 static const char usage_text[] =
     "名前 / NAME\n"

@@ -95,7 +95,7 @@ int buf_puts(buf *b, const char *s)
     return buf_append(b, s, strlen(s));
 }
 
-int buf_putc(buf *b, int c)
+int buf_putc_slow(buf *b, int c)
 {
     uint8_t ch = (uint8_t)c;
     return buf_append(b, &ch, 1);

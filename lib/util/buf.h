@@ -38,7 +38,17 @@ char *buf_steal(buf *b, size_t *len);
 int buf_reserve(buf *b, size_t extra);
 int buf_append(buf *b, const void *p, size_t n);
 int buf_puts(buf *b, const char *s);
-int buf_putc(buf *b, int c);
+/* One byte; inline when it fits, the common case in byte-wise loops. */
+int buf_putc_slow(buf *b, int c);
+static inline int buf_putc(buf *b, int c)
+{
+    if (b->err == 0 && b->p != NULL && b->len < b->cap && b->len < b->max) {
+        b->p[b->len++] = (uint8_t)c;
+        b->p[b->len] = 0;
+        return 0;
+    }
+    return buf_putc_slow(b, c);
+}
 int buf_printf(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int buf_vprintf(buf *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 /* Shortens the content to n bytes (n <= len). */
