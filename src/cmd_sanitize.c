@@ -307,11 +307,11 @@ static void sanitize_sandboxed(sanitize_ctx *sc, const policy *pol, struct job *
             i = next;
             while (i < n && jobs[i].status != EXIT_OK)
                 i++;
-            if (rc == 0)
-                rc = -EPROTO;
         }
+        if (rc == 0)
+            rc = -EPROTO; /* exited 0 with results missing or malformed */
         int message_at_fault = rc == -ETIMEDOUT || rc == -EPERM || rc == -ECHILD ||
-                               rc == -EMSGSIZE || rc == -EPROTO || rc == 0;
+                               rc == -EMSGSIZE || rc == -EPROTO;
         if (!message_at_fault) {
             fprintf(stderr, "sekisho sanitize: cannot start the sandboxed worker: %s (%s)\n",
                     strerror(-rc), buf_cstr(&why));
@@ -349,10 +349,8 @@ static int run_batch(sanitize_ctx *sc, quarantine *q, const policy *pol, struct 
         struct job *j = &jobs[i];
         if (j->status != EXIT_OK)
             continue;
-        if (store(q, j, pol, single) < 0) {
+        if (store(q, j, pol, single) < 0)
             j->status = EXIT_TEMPFAIL;
-            continue;
-        }
     }
     if (!single) {
         buf err;
