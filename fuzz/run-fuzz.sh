@@ -4,6 +4,8 @@
 # (the checked-in corpus stays untouched). Exit non-zero if it finds a crash,
 # leak or timeout; the input that did it is left in fuzz/artifacts/.
 set -eu
+# An undefined-behaviour report is a finding, not a warning to scroll past.
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}"
 fz=$1; corpus=$2; secs=$3; shift 3
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

@@ -534,9 +534,11 @@ static int put_ext_value(const char *v, size_t n, int first_has_charset, buf *ou
                          size_t *replaced)
 {
     (void)first_has_charset;
+    if (v == NULL) /* an empty buffer's bytes */
+        v = "";
     char label[64] = "";
     size_t start = 0;
-    const char *q1 = memchr(v, '\'', n);
+    const char *q1 = n ? memchr(v, '\'', n) : NULL;
     if (q1) {
         const char *q2 = memchr(q1 + 1, '\'', n - (size_t)(q1 + 1 - v));
         if (q2) {
@@ -689,11 +691,11 @@ static int param_utf8(const char *s, size_t n, const char *name, buf *out, size_
             if (sec[k].idx == last)
                 continue; /* a duplicate: the first one counts */
             last = sec[k].idx;
-            const char *v = (const char *)store.p + sec[k].off;
+            const char *v = buf_cstr(&store) + sec[k].off; /* "" when empty, never NULL */
             size_t vl = sec[k].len;
             if (sec[k].encoded) {
                 if (!any_encoded && k == 0 && sec[k].idx == 0) {
-                    const char *q1 = memchr(v, '\'', vl);
+                    const char *q1 = vl ? memchr(v, '\'', vl) : NULL;
                     const char *q2 = q1 ? memchr(q1 + 1, '\'', vl - (size_t)(q1 + 1 - v)) : NULL;
                     if (q2) {
                         size_t cl = (size_t)(q1 - v);
