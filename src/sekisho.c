@@ -19,13 +19,9 @@ static const char usage_text[] =
     "information security policy (情報セキュリティポリシー), driven by one policy file.\n"
     "\n"
     "Commands:\n"
-#ifdef HAVE_CMD_SANITIZE
     "  sanitize     make internet mail safe for the LGWAN zone (メール無害化):\n"
     "               text only, attachments removed, listed and held in quarantine\n"
-#endif
-#ifdef HAVE_CMD_QUARANTINE
-    "  quarantine   list the held originals, or write one back out byte for byte\n"
-#endif
+    "  quarantine   list, show, get (byte for byte) or purge the held originals\n"
     "  help CMD     show the manual of a command (same as: sekisho CMD --help)\n"
     "\n"
     "Every command works without a policy file (built-in defaults) and takes\n"
@@ -59,12 +55,8 @@ struct command {
 };
 
 static const struct command commands[] = {
-#ifdef HAVE_CMD_SANITIZE
     {"sanitize", cmd_sanitize},
-#endif
-#ifdef HAVE_CMD_QUARANTINE
     {"quarantine", cmd_quarantine},
-#endif
     {NULL, NULL},
 };
 
