@@ -470,17 +470,25 @@ static int list_one(const quarantine_entry *e, void *arg)
     return ferror(stdout) ? -EIO : 0;
 }
 
+/* For the commands that take no argument: EXIT_USAGE with a message, or -1. */
+static int want_no_args(const char *cmd, const struct opts *o)
+{
+    if (o->n_args != 0) {
+        fprintf(stderr, "sekisho quarantine %s: 引数は不要です / no arguments expected: %s\n", cmd,
+                o->args[0]);
+        return EXIT_USAGE;
+    }
+    return -1;
+}
+
 static int do_list(int argc, char **argv)
 {
     struct opts o;
     int st = parse(argc, argv, help_list, 1, 0, &o);
     if (st >= 0)
         return st;
-    if (o.n_args != 0) {
-        fprintf(stderr, "sekisho quarantine list: 引数は不要です / no arguments expected: %s\n",
-                o.args[0]);
-        return EXIT_USAGE;
-    }
+    if ((st = want_no_args("list", &o)) >= 0)
+        return st;
     quarantine *q = open_q(&o, &st);
     if (q == NULL)
         return st;
@@ -656,11 +664,8 @@ static int do_purge(int argc, char **argv)
     int st = parse(argc, argv, help_purge, 0, 1, &o);
     if (st >= 0)
         return st;
-    if (o.n_args != 0) {
-        fprintf(stderr, "sekisho quarantine purge: 引数は不要です / no arguments expected: %s\n",
-                o.args[0]);
-        return EXIT_USAGE;
-    }
+    if ((st = want_no_args("purge", &o)) >= 0)
+        return st;
     quarantine *q = open_q(&o, &st);
     if (q == NULL)
         return st;
