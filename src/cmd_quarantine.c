@@ -438,25 +438,31 @@ struct list_state {
     size_t n;
 };
 
+/* The fields list and show share, as the start of one JSON object (no closing brace). */
+static void put_entry_json(const quarantine_entry *e, const char *when)
+{
+    printf("{\"id\":\"%s\",\"received\":%lld,\"received_local\":\"%s\","
+           "\"retain_until\":%lld,\"size\":%llu,\"sha256\":\"%s\",\"from\":",
+           e->id, (long long)e->received, when, (long long)e->retain_until,
+           (unsigned long long)e->size, e->sha256);
+    put_json_str(stdout, e->from);
+    fputs(",\"to\":", stdout);
+    put_json_str(stdout, e->to);
+    fputs(",\"subject\":", stdout);
+    put_json_str(stdout, e->subject);
+    fputs(",\"message_id\":", stdout);
+    put_json_str(stdout, e->message_id);
+    fputs(",\"verdict\":", stdout);
+    put_json_str(stdout, e->verdict);
+}
+
 static int list_one(const quarantine_entry *e, void *arg)
 {
     struct list_state *ls = arg;
     char when[40];
     iso_local(e->received, when);
     if (ls->json) {
-        printf("{\"id\":\"%s\",\"received\":%lld,\"received_local\":\"%s\","
-               "\"retain_until\":%lld,\"size\":%llu,\"sha256\":\"%s\",\"from\":",
-               e->id, (long long)e->received, when, (long long)e->retain_until,
-               (unsigned long long)e->size, e->sha256);
-        put_json_str(stdout, e->from);
-        fputs(",\"to\":", stdout);
-        put_json_str(stdout, e->to);
-        fputs(",\"subject\":", stdout);
-        put_json_str(stdout, e->subject);
-        fputs(",\"message_id\":", stdout);
-        put_json_str(stdout, e->message_id);
-        fputs(",\"verdict\":", stdout);
-        put_json_str(stdout, e->verdict);
+        put_entry_json(e, when);
         printf(",\"parts\":%zu}\n", e->n_parts);
     } else {
         printf("%-33s  %-25s  %10llu  %5zu  ", e->id, when, (unsigned long long)e->size,
@@ -561,19 +567,7 @@ static int show_one(const quarantine_entry *e, const quarantine_part *p, size_t 
     iso_local(e->received, when);
     iso_local(e->retain_until, until);
     if (json) {
-        printf("{\"id\":\"%s\",\"received\":%lld,\"received_local\":\"%s\","
-               "\"retain_until\":%lld,\"size\":%llu,\"sha256\":\"%s\",\"from\":",
-               e->id, (long long)e->received, when, (long long)e->retain_until,
-               (unsigned long long)e->size, e->sha256);
-        put_json_str(stdout, e->from);
-        fputs(",\"to\":", stdout);
-        put_json_str(stdout, e->to);
-        fputs(",\"subject\":", stdout);
-        put_json_str(stdout, e->subject);
-        fputs(",\"message_id\":", stdout);
-        put_json_str(stdout, e->message_id);
-        fputs(",\"verdict\":", stdout);
-        put_json_str(stdout, e->verdict);
+        put_entry_json(e, when);
         fputs(",\"parts\":[", stdout);
         for (size_t i = 0; i < n; i++) {
             fputs(i ? ",{\"filename\":" : "{\"filename\":", stdout);
