@@ -311,38 +311,27 @@ static scmp_filter_ctx build_filter(int debug)
 
     rc = rc ? rc : allow_if(f, SCMP_SYS(mmap), arg_cmp(2, SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
     rc = rc ? rc : allow_if(f, SCMP_SYS(mprotect), arg_cmp(2, SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
-    rc = rc ? rc : allow(f, SCMP_SYS(munmap));
-    rc = rc ? rc : allow(f, SCMP_SYS(mremap));
-    rc = rc ? rc : allow(f, SCMP_SYS(brk));
-    rc = rc ? rc : allow(f, SCMP_SYS(madvise));
-
-    rc = rc ? rc : allow(f, SCMP_SYS(futex));
-    rc = rc ? rc : allow(f, SCMP_SYS(clock_gettime));
-    rc = rc ? rc : allow(f, SCMP_SYS(clock_getres));
-    rc = rc ? rc : allow(f, SCMP_SYS(gettimeofday));
+    /* Allowed without conditions; why each is here: see the top of this file. */
+    static const int plain[] = {
+        SCMP_SYS(munmap), SCMP_SYS(mremap), SCMP_SYS(brk), SCMP_SYS(madvise),
+        SCMP_SYS(futex), SCMP_SYS(clock_gettime), SCMP_SYS(clock_getres),
+        SCMP_SYS(gettimeofday),
 #ifdef __NR_time
-    rc = rc ? rc : allow(f, SCMP_SYS(time));
+        SCMP_SYS(time),
 #endif
-    rc = rc ? rc : allow(f, SCMP_SYS(getrandom));
-    rc = rc ? rc : allow(f, SCMP_SYS(close));
-
-    rc = rc ? rc : allow(f, SCMP_SYS(getpid));
-    rc = rc ? rc : allow(f, SCMP_SYS(gettid));
-    rc = rc ? rc : allow(f, SCMP_SYS(rt_sigprocmask));
+        SCMP_SYS(getrandom), SCMP_SYS(close), SCMP_SYS(getpid), SCMP_SYS(gettid),
+        SCMP_SYS(rt_sigprocmask), SCMP_SYS(exit), SCMP_SYS(exit_group), SCMP_SYS(rt_sigreturn),
+        SCMP_SYS(restart_syscall), SCMP_SYS(sched_yield),
+        /* a per-item time limit inside the child (its SIGALRM ends it) */
+        SCMP_SYS(alarm), SCMP_SYS(setitimer),
+    };
+    for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++)
+        rc = rc ? rc : allow(f, plain[i]);
     struct scmp_arg_cmp self_abort[2] = {
         arg_cmp(0, SCMP_CMP_EQ, (uint64_t)getpid(), 0),
         arg_cmp(2, SCMP_CMP_EQ, SIGABRT, 0),
     };
     rc = rc ? rc : seccomp_rule_add_array(f, SCMP_ACT_ALLOW, SCMP_SYS(tgkill), 2, self_abort);
-
-    rc = rc ? rc : allow(f, SCMP_SYS(exit));
-    rc = rc ? rc : allow(f, SCMP_SYS(exit_group));
-    rc = rc ? rc : allow(f, SCMP_SYS(rt_sigreturn));
-    rc = rc ? rc : allow(f, SCMP_SYS(restart_syscall));
-    rc = rc ? rc : allow(f, SCMP_SYS(sched_yield));
-    /* A per-item time limit inside the child (its SIGALRM kills it). */
-    rc = rc ? rc : allow(f, SCMP_SYS(alarm));
-    rc = rc ? rc : allow(f, SCMP_SYS(setitimer));
 
     /* Opening a file fails instead of killing: a library that loads
      * something lazily (GMime asks iconv for a charset module the first time
