@@ -27,17 +27,17 @@ Ends with the line "N passed, M failed".
 """
 import email
 import email.policy
+import base64
 import glob
+import hashlib
 import json
 import os
-import resource  # noqa: F401
 import time
 import shutil
 import subprocess
 import sys
 import tempfile
 import zipfile
-import zlib
 
 KEPT = {"x-sekisho-quarantine-id", "from", "to", "cc", "date", "subject", "message-id",
         "in-reply-to", "references", "mime-version", "content-type",
@@ -364,7 +364,6 @@ def hostile_cases(work):
     outer_path = os.path.join(work, "bomb2.zip")
     with zipfile.ZipFile(outer_path, "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("inner.zip", inner)
-    import base64
     b64 = base64.encodebytes(open(outer_path, "rb").read()).replace(b"\n", b"\r\n")
     yield "zip-bomb", hdr + (
         b"Content-Type: multipart/mixed; boundary=Z\r\n\r\n--Z\r\nContent-Type: text/plain\r\n\r\n"
@@ -488,7 +487,6 @@ def mode_worker_fault(sekisho, srcdir, work):
     rows = [json.loads(l) for l in r.stdout.decode().splitlines() if l.strip()]
     # The parent does not parse what killed the worker, so the row has no
     # subject: it is found by the original's hash.
-    import hashlib
     want = hashlib.sha256(open(os.path.join(indir, "m2.eml"), "rb").read()).hexdigest()
     held = [x for x in rows if x.get("sha256") == want]
     if len(rows) == 5 and held and held[0].get("verdict") == "rejected":

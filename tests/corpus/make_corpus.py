@@ -17,17 +17,10 @@ import base64
 import io
 import os
 import subprocess
-import sys
 import tempfile
 import zipfile
 from email.message import EmailMessage
-from email.mime.application import MIMEApplication
-from email.mime.base import MIMEBase
-from email.mime.message import MIMEMessage
-from email.mime.multipart import MIMEMultipart
-from email.mime.text import MIMEText
-from email import encoders, policy
-from email.header import Header
+from email import policy
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "composed")
 
@@ -83,8 +76,6 @@ def cp50221_outlook():
 
 def sjis_labelled_cp932():
     body = nkf(JP_TEXT, "CP932")
-    m = MIMEText("", "plain")
-    del m["Content-Type"], m["Content-Transfer-Encoding"], m["MIME-Version"]
     hdrs = [("From", "sato@example.com"), ("To", "soumu@town.example.lg.jp"),
             ("Subject", "=?Shift_JIS?B?" + base64.b64encode(nkf("御見積～－∥", "CP932")).decode() + "?="),
             ("Date", "Mon, 23 Nov 2026 09:01:00 +0900"),
