@@ -1,38 +1,53 @@
 /*
- * quarantine - the embedded backend of the store of originals: one file per
- * message under <dir>/originals/YYYY/MM/DD/<id>.eml and an SQLite index at
+ * quarantine - the embedded backend of the store of originals: append-only
+ * segment files under <dir>/originals/YYYY/MM/DD/ and an SQLite index at
  * <dir>/index.sqlite. See quarantine.h for the contract shared with other
  * backends; this comment says how this one keeps it.
  *
- * Durability ordering. The index is the authority: an entry exists when its
- * row is committed, and a row is committed only after its file is durable.
- *   put(sync=1): temp file ".<id>.tmp" (O_EXCL, 0600) in the day directory,
- *     write all, fsync, rename (RENAME_NOREPLACE) to "<id>.eml", fsync the day
- *     directory and each directory above it up to originals/ (so that day
- *     directories made just now, by us or by a concurrent process, are durable
- *     too), then BEGIN IMMEDIATE / INSERT / COMMIT with synchronous=FULL in WAL
- *     mode (the commit fsyncs the WAL). Only then does put return 0.
- *   put(sync=0): the same without any fsync; the file descriptor stays open and
- *     the row is kept in memory. quarantine_sync() fsyncs every pending file
- *     (concurrently, through Linux AIO IOCB_CMD_FSYNC, so that one journal
- *     commit can serve many files; plain fsync() one by one where io_setup or
- *     io_submit is refused, e.g. by a seccomp filter returning ENOSYS/EPERM),
- *     then every directory concerned, and only then inserts all pending rows in
- *     one transaction and commits it. (The rows are inserted at sync time rather
- *     than in a transaction held open since the first put, so that a batch does
- *     not hold the index's write lock against other processes for its whole
- *     duration; the guarantee is the same.)
- * A crash or failure at any step therefore leaves, at worst, a file without a
- * row (an orphan, never served by get/list; failed puts unlink theirs), never a
- * row whose file is missing or incomplete. A failed sync discards the whole
- * batch (files unlinked, no rows): the caller must put those originals again.
+ * Segments. A handle appends its originals to one segment file at a time,
+ * "<dir>/originals/YYYY/MM/DD/<UTC time>-<16 hex>.seg" (created O_EXCL, 0600),
+ * one record per original:
+ *     "SEKISHO-QREC1 <id> <size> <sha256 hex>\n" <size bytes, as received> "\n"
+ * The index row names the segment and the offset of the first original byte.
+ * The header makes every segment self-describing (an auditor, or a future
+ * repair tool, can walk it without the index), and `get` checks it against the
+ * row before serving. A handle starts a new segment when the UTC day changes
+ * or the segment reaches SEGMENT_MAX; it holds a shared flock() on its segment
+ * while it may append to it, and purge removes a segment file only under an
+ * exclusive flock() once no row refers to it.
  *
- * Limits: at most PENDING_MAX unsynced puts per handle (one open descriptor
- * each); the next put syncs the batch first, which only ever adds durability.
+ * Durability ordering. The index is the authority: an entry exists when its
+ * row is committed, and a row is committed only after its record is durable.
+ *   put(sync=1): append the record (one write), fdatasync the segment, fsync
+ *     the day directory and each directory above it up to originals/ if the
+ *     segment is new (so that directories made just now, by us or by a
+ *     concurrent process, are durable too), then BEGIN IMMEDIATE / INSERT /
+ *     COMMIT with synchronous=FULL in WAL mode (the commit fsyncs the WAL).
+ *     Only then does put return 0.
+ *   put(sync=0): the same append without any sync; the row is kept in memory.
+ *     quarantine_sync() fdatasyncs the segment(s) written since the last sync
+ *     (one call for the whole batch, where one file per original cost one
+ *     fsync each), then any new directories, and only then inserts all pending
+ *     rows in one transaction and commits it. (The rows are inserted at sync
+ *     time rather than in a transaction held open since the first put, so that
+ *     a batch does not hold the index's write lock against other processes for
+ *     its whole duration; the guarantee is the same.)
+ * A crash or failure at any step therefore leaves, at worst, record bytes
+ * without a row (an orphan, never served by get/list), never a row whose
+ * record is missing or incomplete. A failed put cuts its partial record off
+ * again; a failed sync discards the whole batch (no rows; the segment is cut
+ * back to where the batch began and is not written again): the caller must put
+ * those originals again.
+ *
+ * Ids are unique by their 64 random bits; the index's primary key is the
+ * final check (a clash fails the commit, and the batch with it).
  * A handle must not cross fork(); each process opens its own. Concurrent
- * processes are safe: ids are reserved by the file system (O_EXCL temp name,
- * no-replace rename) and the index is serialized by SQLite (busy_timeout).
- * Orphan temp files from crashes are left in the day directories (".*.tmp").
+ * processes are safe: each appends to its own segments, and the index is
+ * serialized by SQLite (busy_timeout).
+ *
+ * Index schema version 1 (one file per original, "<id>.eml") is migrated to
+ * version 2 on first open for writing; its rows keep their files (offset NULL
+ * means "the whole file"), and get, list, show and purge serve both kinds.
  */
 #include "quarantine.h"
 #include "util/digest.h"
@@ -42,28 +57,31 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <linux/aio_abi.h>
 #include <sqlite3.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
-#define SCHEMA_VERSION  1
+#define SCHEMA_VERSION  2
 #define BUSY_TIMEOUT_MS 30000
-#define PENDING_MAX     128
-#define PUT_ATTEMPTS    8
+#define PENDING_MAX     1024
 #define IO_CHUNK        65536
+#define SEGMENT_MAX     ((uint64_t)1 << 30) /* start a new segment beyond 1 GiB */
+#define REC_MAGIC       "SEKISHO-QREC1"
+/* "SEKISHO-QREC1 " id " " size " " sha256 "\n": 14 + 33 + 1 + 20 + 1 + 64 + 1 */
+#define REC_HEADER_MAX 160
 
 typedef struct row {
     char id[QUARANTINE_ID_MAX];
-    char *relpath;
-    int fd; /* pending batch only; -1 otherwise */
+    char *relpath; /* the segment (or, schema 1, the file) */
+    int64_t off;   /* first original byte in the segment; -1: the whole file */
     int64_t received, retain_until;
     uint64_t size;
     char sha256[DIGEST_SHA256_HEX];
@@ -72,18 +90,27 @@ typedef struct row {
     size_t n_parts;
 } row;
 
+/* A segment this handle has appended to since the last sync. */
+typedef struct segment {
+    int fd;
+    char *relpath;
+    int year, mon, mday; /* its UTC day */
+    uint64_t end;        /* append offset */
+    uint64_t synced_end; /* end at the last successful sync (cut back to it on failure) */
+    int dirs_unsynced;   /* created since the last sync: its directories need an fsync */
+    int dirty;
+} segment;
+
 struct quarantine {
     char *dir;
     sqlite3 *db;
+    sqlite3_stmt *ins_msg, *ins_part; /* prepared once per handle */
     row *pend;
-    size_t n_pend;
-    char **sync_dirs; /* directories to fsync at the next sync */
-    size_t n_sync_dirs;
+    size_t n_pend, cap_pend;
+    segment cur;  /* fd -1: none open */
+    segment *old; /* rotated away with unsynced records */
+    size_t n_old;
     int lost; /* an automatic sync inside put failed: the next sync reports it */
-    /* One AIO context for the handle's life: io_destroy() waits for an RCU
-     * grace period (tens of milliseconds), far more than a batch of fsyncs. */
-    aio_context_t aio;
-    int aio_state; /* 0 not set up yet, 1 ready, -1 unavailable (fsync one by one) */
 };
 
 static quarantine_fault_fn fault_hook;
@@ -190,13 +217,6 @@ static int path_join(char *out, size_t sz, const char *a, const char *b)
     return snprintf(out, sz, "%s/%s", a, b) < (int)sz ? 0 : -ENAMETOOLONG;
 }
 
-static int fsync_fd_path(int fd, const char *path, buf *err)
-{
-    if (fsync(fd) < 0)
-        return fail(err, -errno, "%s: fsync: %s", path, strerror(errno));
-    return 0;
-}
-
 static int fsync_dir(const char *path, buf *err)
 {
     int rc = fileio_fsync_dir(path);
@@ -207,32 +227,52 @@ static int fsync_dir(const char *path, buf *err)
 
 /* ---- schema ---------------------------------------------------------------- */
 
-static const char schema_v1[] = "CREATE TABLE messages ("
-                                " id TEXT PRIMARY KEY NOT NULL,"
-                                " received INTEGER NOT NULL,"
-                                " mail_from TEXT NOT NULL,"
-                                " rcpt_to TEXT NOT NULL,"
-                                " subject TEXT NOT NULL,"
-                                " message_id TEXT NOT NULL,"
-                                " size INTEGER NOT NULL,"
-                                " sha256 TEXT NOT NULL,"
-                                " verdict TEXT NOT NULL,"
-                                " retain_until INTEGER NOT NULL,"
-                                " path TEXT NOT NULL UNIQUE"
-                                ") WITHOUT ROWID;"
-                                "CREATE INDEX messages_received ON messages(received, id);"
-                                "CREATE INDEX messages_retain ON messages(retain_until);"
-                                "CREATE TABLE parts ("
-                                " qid TEXT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,"
-                                " idx INTEGER NOT NULL,"
-                                " filename TEXT NOT NULL,"
-                                " declared_type TEXT NOT NULL,"
-                                " detected_type TEXT NOT NULL,"
-                                " size INTEGER NOT NULL,"
-                                " sha256 TEXT NOT NULL,"
-                                " PRIMARY KEY (qid, idx)"
-                                ") WITHOUT ROWID;"
-                                "PRAGMA user_version = 1;";
+/* The messages table of schema 2; schema 1 had "path TEXT NOT NULL UNIQUE"
+ * and no offset (one file per message). */
+#define MESSAGES_V2(name)                                                                          \
+    "CREATE TABLE " name " ("                                                                      \
+    " id TEXT PRIMARY KEY NOT NULL,"                                                               \
+    " received INTEGER NOT NULL,"                                                                  \
+    " mail_from TEXT NOT NULL,"                                                                    \
+    " rcpt_to TEXT NOT NULL,"                                                                      \
+    " subject TEXT NOT NULL,"                                                                      \
+    " message_id TEXT NOT NULL,"                                                                   \
+    " size INTEGER NOT NULL,"                                                                      \
+    " sha256 TEXT NOT NULL,"                                                                       \
+    " verdict TEXT NOT NULL,"                                                                      \
+    " retain_until INTEGER NOT NULL,"                                                              \
+    " path TEXT NOT NULL,"                                                                         \
+    " offset INTEGER"                                                                              \
+    ") WITHOUT ROWID;"
+
+#define MESSAGES_INDEXES                                                                           \
+    "CREATE INDEX messages_received ON messages(received, id);"                                    \
+    "CREATE INDEX messages_retain ON messages(retain_until);"                                      \
+    "CREATE INDEX messages_path ON messages(path);"
+
+static const char schema_v2[] = MESSAGES_V2("messages") MESSAGES_INDEXES
+    "CREATE TABLE parts ("
+    " qid TEXT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,"
+    " idx INTEGER NOT NULL,"
+    " filename TEXT NOT NULL,"
+    " declared_type TEXT NOT NULL,"
+    " detected_type TEXT NOT NULL,"
+    " size INTEGER NOT NULL,"
+    " sha256 TEXT NOT NULL,"
+    " PRIMARY KEY (qid, idx)"
+    ") WITHOUT ROWID;"
+    "PRAGMA user_version = 2;";
+
+/* Schema 1 -> 2: the messages table is rebuilt (SQLite cannot drop a UNIQUE
+ * constraint in place); parts are untouched. Runs with foreign keys off, so
+ * that dropping the old table does not cascade into parts. */
+static const char migrate_v1_v2[] =
+    MESSAGES_V2("messages_v2") "INSERT INTO messages_v2 SELECT id, received, mail_from, rcpt_to, "
+                               "subject, message_id,"
+                               " size, sha256, verdict, retain_until, path, NULL FROM messages;"
+                               "DROP TABLE messages;"
+                               "ALTER TABLE messages_v2 RENAME TO messages;" MESSAGES_INDEXES
+                               "PRAGMA user_version = 2;";
 
 static int pragma_int(quarantine *q, const char *sql, int64_t *out, buf *err)
 {
@@ -287,18 +327,22 @@ static int setup_db(quarantine *q, buf *err)
                     "%s/index.sqlite: schema version %lld is newer than this sekisho "
                     "supports (%d)",
                     q->dir, (long long)version, SCHEMA_VERSION);
-    /* version 0: create, re-checking under the write lock (another process may
-     * have been first). */
-    if ((rc = exec(q, "BEGIN IMMEDIATE", err)))
+    /* version 0: create; version 1: migrate. Re-checked under the write lock
+     * (another process may have been first). Foreign keys are off meanwhile
+     * (the pragma is a no-op inside a transaction). */
+    if ((rc = exec(q, "PRAGMA foreign_keys=OFF; BEGIN IMMEDIATE", err)))
         return rc;
     rc = pragma_int(q, "PRAGMA user_version", &version, err);
     if (rc == 0 && version == 0)
-        rc = exec(q, schema_v1, err);
+        rc = exec(q, schema_v2, err);
+    else if (rc == 0 && version == 1)
+        rc = exec(q, migrate_v1_v2, err);
     if (rc == 0)
         rc = exec(q, "COMMIT", err);
     if (rc)
         sqlite3_exec(q->db, "ROLLBACK", NULL, NULL, NULL);
-    return rc;
+    int rc2 = exec(q, "PRAGMA foreign_keys=ON", err);
+    return rc ? rc : rc2;
 }
 
 /* ---- open / close ------------------------------------------------------------ */
@@ -391,31 +435,53 @@ static void row_free(row *r)
         free((char *)r->parts[i].sha256);
     }
     free(r->parts);
-    if (r->fd >= 0)
-        close(r->fd);
     memset(r, 0, sizeof *r);
-    r->fd = -1;
 }
 
-/* Forgets the pending batch; with unlink_files, removes its files too. */
-static void pending_clear(quarantine *q, int unlink_files)
+static void segment_close(segment *s)
 {
-    for (size_t i = 0; i < q->n_pend; i++) {
-        if (unlink_files) {
+    if (s->fd >= 0)
+        close(s->fd); /* also releases its flock */
+    free(s->relpath);
+    memset(s, 0, sizeof *s);
+    s->fd = -1;
+}
+
+/* Cuts s back to where it stood at its last sync (best effort: the records
+ * beyond have no rows, and would otherwise stay as orphans), and stops
+ * appending to it. A segment that never held a synced record is removed. */
+static void segment_abandon(quarantine *q, segment *s)
+{
+    if (s->fd >= 0 && s->relpath) {
+        if (s->synced_end == 0) {
             char path[PATH_MAX];
-            if (path_join(path, sizeof path, q->dir, q->pend[i].relpath) == 0)
+            if (path_join(path, sizeof path, q->dir, s->relpath) == 0)
                 unlink(path);
+        } else if (ftruncate(s->fd, (off_t)s->synced_end) == 0) {
+            fdatasync(s->fd);
         }
-        row_free(&q->pend[i]);
     }
-    free(q->pend);
-    q->pend = NULL;
+    segment_close(s);
+}
+
+/* Forgets the pending batch. With failed, its records are cut off again and
+ * the segments it used are not appended to any more. */
+static void pending_clear(quarantine *q, int failed)
+{
+    for (size_t i = 0; i < q->n_pend; i++)
+        row_free(&q->pend[i]);
     q->n_pend = 0;
-    for (size_t i = 0; i < q->n_sync_dirs; i++)
-        free(q->sync_dirs[i]);
-    free(q->sync_dirs);
-    q->sync_dirs = NULL;
-    q->n_sync_dirs = 0;
+    for (size_t i = 0; i < q->n_old; i++) {
+        if (failed)
+            segment_abandon(q, &q->old[i]);
+        else
+            segment_close(&q->old[i]);
+    }
+    free(q->old);
+    q->old = NULL;
+    q->n_old = 0;
+    if (failed && q->cur.fd >= 0 && q->cur.dirty)
+        segment_abandon(q, &q->cur);
 }
 
 void quarantine_close(quarantine *q)
@@ -433,8 +499,10 @@ void quarantine_close(quarantine *q)
         buf_free(&e);
     }
     pending_clear(q, 1);
-    if (q->aio_state == 1)
-        syscall(SYS_io_destroy, q->aio);
+    free(q->pend);
+    segment_close(&q->cur);
+    sqlite3_finalize(q->ins_msg);
+    sqlite3_finalize(q->ins_part);
     if (q->db)
         sqlite3_close_v2(q->db);
     free(q->dir);
@@ -443,19 +511,29 @@ void quarantine_close(quarantine *q)
 
 /* ---- put / sync --------------------------------------------------------------- */
 
-static int make_id(char id[QUARANTINE_ID_MAX], struct tm *tm, buf *err)
+/* Random bits for ids. Not pooled: a pool would be copied by fork(), and two
+ * processes would then draw the same ids. */
+static int random_bytes(uint8_t *out, size_t n, buf *err)
 {
-    uint8_t r[8];
     size_t got = 0;
-    while (got < sizeof r) {
-        ssize_t n = getrandom(r + got, sizeof r - got, 0);
-        if (n < 0) {
+    while (got < n) {
+        ssize_t r = getrandom(out + got, n - got, 0);
+        if (r < 0) {
             if (errno == EINTR)
                 continue;
             return fail(err, -errno, "getrandom: %s", strerror(errno));
         }
-        got += (size_t)n;
+        got += (size_t)r;
     }
+    return 0;
+}
+
+static int make_id(char id[QUARANTINE_ID_MAX], struct tm *tm, buf *err)
+{
+    uint8_t r[8];
+    int rc = random_bytes(r, sizeof r, err);
+    if (rc)
+        return rc;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     if (gmtime_r(&ts.tv_sec, tm) == NULL || tm->tm_year + 1900 > 9999 || tm->tm_year < 0)
@@ -471,9 +549,9 @@ static int make_id(char id[QUARANTINE_ID_MAX], struct tm *tm, buf *err)
 }
 
 /* Path of originals/ (level 0) or of its year (1), month (2), day (3) directory. */
-static int level_dir(const quarantine *q, const struct tm *tm, int level, char *out, size_t sz)
+static int level_dir(const quarantine *q, int y, int m, int d, int level, char *out, size_t sz)
 {
-    int y = tm->tm_year + 1900, m = tm->tm_mon + 1, d = tm->tm_mday, n;
+    int n;
     switch (level) {
     case 0:
         n = snprintf(out, sz, "%s/originals", q->dir);
@@ -491,91 +569,151 @@ static int level_dir(const quarantine *q, const struct tm *tm, int level, char *
     return n >= 0 && (size_t)n < sz ? 0 : -ENAMETOOLONG;
 }
 
-static int rename_noreplace(const char *from, const char *to)
+/* fsyncs the day directory of s and each one above it up to originals/. */
+static int sync_segment_dirs(quarantine *q, const segment *s, buf *err)
 {
-    if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0)
-        return 0;
-    if (errno != EINVAL && errno != ENOSYS)
-        return -errno;
-    /* File systems without RENAME_NOREPLACE: link() never replaces either. */
-    if (link(from, to) < 0)
-        return -errno;
-    unlink(from);
-    return 0;
+    char d[PATH_MAX];
+    int rc = 0;
+    for (int level = 3; level >= 0 && rc == 0; level--) {
+        if ((rc = level_dir(q, s->year, s->mon, s->mday, level, d, sizeof d)))
+            return fail(err, rc, "%s: path too long", q->dir);
+        rc = fsync_dir(d, err);
+    }
+    return rc;
 }
 
-/* Writes the original to its file; see the header comment for the steps. On
- * success r->id, r->relpath, r->size, r->sha256 are set and, when !sync, r->fd
- * is the open descriptor; *tm is the id's time (for its directories). On
- * failure nothing is left behind. */
-static int store_file(quarantine *q, const uint8_t *orig, size_t n, int sync, row *r, struct tm *tm,
-                      buf *err)
+/* Opens a new segment for the UTC day tm as q->cur (which must be closed). */
+static int segment_open(quarantine *q, const struct tm *tm, buf *err)
+{
+    segment *s = &q->cur;
+    int y = tm->tm_year + 1900, m = tm->tm_mon + 1, d = tm->tm_mday, rc;
+    char day[PATH_MAX], path[PATH_MAX];
+    for (int level = 1; level <= 3; level++) {
+        if ((rc = level_dir(q, y, m, d, level, day, sizeof day)))
+            return fail(err, rc, "%s: path too long", q->dir);
+        if (mkdir(day, 0700) < 0 && errno != EEXIST)
+            return fail(err, -errno, "%s: cannot create: %s", day, strerror(errno));
+    }
+    for (int attempt = 0; attempt < 8; attempt++) {
+        char name[QUARANTINE_ID_MAX];
+        struct tm now;
+        if ((rc = make_id(name, &now, err)))
+            return rc;
+        if (snprintf(path, sizeof path, "%s/%s.seg", day, name) >= (int)sizeof path)
+            return fail(err, -ENAMETOOLONG, "%s: path too long", day);
+        int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0 && errno == EEXIST)
+            continue;
+        if (fd < 0)
+            return fail(err, -errno, "%s: cannot create: %s", path, strerror(errno));
+        /* Held while this handle may append: purge never removes it meanwhile. */
+        if (flock(fd, LOCK_SH) < 0) {
+            rc = fail(err, -errno, "%s: flock: %s", path, strerror(errno));
+            close(fd);
+            unlink(path);
+            return rc;
+        }
+        s->fd = fd;
+        s->relpath = xstrdup(path + strlen(q->dir) + 1);
+        s->year = y;
+        s->mon = m;
+        s->mday = d;
+        s->end = s->synced_end = 0;
+        s->dirs_unsynced = 1;
+        s->dirty = 0;
+        return 0;
+    }
+    return fail(err, -EEXIST, "%s: could not find a free segment name", day);
+}
+
+/* Moves q->cur to q->old (it has unsynced records) or closes it. */
+static void segment_retire(quarantine *q)
+{
+    if (q->cur.fd < 0)
+        return;
+    if (!q->cur.dirty && !q->cur.dirs_unsynced) {
+        segment_close(&q->cur);
+        return;
+    }
+    segment *no = realloc(q->old, (q->n_old + 1) * sizeof *no);
+    if (no == NULL)
+        msg_fatal("out of memory");
+    q->old = no;
+    q->old[q->n_old++] = q->cur;
+    memset(&q->cur, 0, sizeof q->cur);
+    q->cur.fd = -1;
+}
+
+static int record_header(char out[REC_HEADER_MAX], const char *id, uint64_t size,
+                         const char *sha256)
+{
+    int n = snprintf(out, REC_HEADER_MAX, REC_MAGIC " %s %llu %s\n", id, (unsigned long long)size,
+                     sha256);
+    return n > 0 && n < REC_HEADER_MAX ? n : -1;
+}
+
+/* Appends the original's record to the current segment; on success r->id,
+ * r->relpath, r->off, r->size, r->sha256 are set. On failure the partial
+ * record is cut off again (or, if that fails, the segment is given up). */
+static int append_record(quarantine *q, const uint8_t *orig, size_t n, row *r, buf *err)
 {
     uint8_t md[DIGEST_SHA256_LEN];
     digest_sha256(orig, n, md);
     digest_hex(md, sizeof md, r->sha256);
     r->size = n;
+    struct tm tm;
+    int rc = make_id(r->id, &tm, err);
+    if (rc)
+        return rc;
+    segment *s = &q->cur;
+    if (s->fd >= 0 && (s->year != tm.tm_year + 1900 || s->mon != tm.tm_mon + 1 ||
+                       s->mday != tm.tm_mday || s->end + n > SEGMENT_MAX))
+        segment_retire(q);
+    if (s->fd < 0 && (rc = segment_open(q, &tm, err)))
+        return rc;
 
-    char day[PATH_MAX], tmp[PATH_MAX], final[PATH_MAX];
-    int rc = 0;
-    for (int attempt = 0; attempt < PUT_ATTEMPTS; attempt++) {
-        if ((rc = make_id(r->id, tm, err)))
-            return rc;
-        for (int level = 1; level <= 3; level++) {
-            if ((rc = level_dir(q, tm, level, day, sizeof day)))
-                return fail(err, rc, "%s: path too long", q->dir);
-            if (mkdir(day, 0700) < 0 && errno != EEXIST)
-                return fail(err, -errno, "%s: cannot create: %s", day, strerror(errno));
-        }
-        if (snprintf(tmp, sizeof tmp, "%s/.%s.tmp", day, r->id) >= (int)sizeof tmp ||
-            snprintf(final, sizeof final, "%s/%s.eml", day, r->id) >= (int)sizeof final)
-            return fail(err, -ENAMETOOLONG, "%s: path too long", day);
-        int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-        if (fd < 0 && errno == EEXIST)
+    char hdr[REC_HEADER_MAX];
+    int hl = record_header(hdr, r->id, n, r->sha256);
+    if (hl < 0)
+        return fail(err, -ERANGE, "cannot format a record header");
+    struct iovec iov[3] = {
+        {hdr, (size_t)hl},
+        {(void *)(orig ? orig : (const uint8_t *)""), n},
+        {"\n", 1},
+    };
+    size_t want = (size_t)hl + n + 1, done = 0;
+    int iovi = 0;
+    while (done < want) {
+        ssize_t w = writev(s->fd, iov + iovi, 3 - iovi);
+        if (w < 0 && errno == EINTR)
             continue;
-        if (fd < 0)
-            return fail(err, -errno, "%s: cannot create: %s", tmp, strerror(errno));
-        rc = fileio_write_all(fd, orig, n);
-        if (rc)
-            fail(err, rc, "%s: write: %s", tmp, strerror(-rc));
-        if (rc == 0 && (rc = fault("tmp-written")))
-            fail(err, rc, "%s: injected fault after write", tmp);
-        if (rc == 0 && sync && (rc = fsync_fd_path(fd, tmp, err)) == 0 &&
-            (rc = fault("file-synced")))
-            fail(err, rc, "%s: injected fault after fsync", tmp);
-        if (rc == 0) {
-            rc = rename_noreplace(tmp, final);
-            if (rc == -EEXIST) {
-                close(fd);
-                unlink(tmp);
-                continue;
-            }
-            if (rc)
-                fail(err, rc, "rename %s -> %s: %s", tmp, final, strerror(-rc));
+        if (w <= 0) {
+            rc = fail(err, w < 0 ? -errno : -EIO, "%s/%s: write: %s", q->dir, s->relpath,
+                      strerror(w < 0 ? errno : EIO));
+            break;
         }
-        if (rc) {
-            close(fd);
-            unlink(tmp);
-            return rc;
+        done += (size_t)w;
+        while (iovi < 3 && (size_t)w >= iov[iovi].iov_len) {
+            w -= (ssize_t)iov[iovi].iov_len;
+            iovi++;
         }
-        if ((rc = fault("renamed"))) {
-            close(fd);
-            unlink(final);
-            return fail(err, rc, "%s: injected fault after rename", final);
+        if (iovi < 3) {
+            iov[iovi].iov_base = (char *)iov[iovi].iov_base + w;
+            iov[iovi].iov_len -= (size_t)w;
         }
-        if (sync) {
-            if (close(fd) < 0) {
-                rc = fail(err, -errno, "%s: close: %s", final, strerror(errno));
-                unlink(final);
-                return rc;
-            }
-            fd = -1;
-        }
-        r->fd = fd;
-        r->relpath = xstrdup(final + strlen(q->dir) + 1);
-        return 0;
     }
-    return fail(err, -EEXIST, "%s: could not find a free id in %d attempts", q->dir, PUT_ATTEMPTS);
+    if (rc == 0 && (rc = fault("appended")))
+        fail(err, rc, "%s/%s: injected fault after append", q->dir, s->relpath);
+    if (rc) {
+        if (ftruncate(s->fd, (off_t)s->end) < 0)
+            segment_abandon(q, s);
+        return rc;
+    }
+    r->relpath = xstrdup(s->relpath);
+    r->off = (int64_t)(s->end + (uint64_t)hl);
+    s->end += want;
+    s->dirty = 1;
+    return 0;
 }
 
 static void row_set_meta(row *r, const quarantine_meta *m)
@@ -611,29 +749,28 @@ static void row_set_meta(row *r, const quarantine_meta *m)
 /* Inserts rows in one transaction and commits it (durable: synchronous=FULL).
  * *committing is set once COMMIT has been tried: if COMMIT then fails, its WAL
  * frames may still be on disk and be recovered after a crash, so the caller
- * must not remove the files (an orphan is harmless; a row without its file is
- * not). */
+ * must not cut the records off (an orphan is harmless; a row without its
+ * record is not). */
 static int insert_rows(quarantine *q, const row *rows, size_t n, int *committing, buf *err)
 {
-    sqlite3_stmt *sm = NULL, *sp = NULL;
     *committing = 0;
-    int rc = exec(q, "BEGIN IMMEDIATE", err);
-    if (rc)
-        return rc;
-    int src = sqlite3_prepare_v2(q->db,
+    int rc = 0, src = SQLITE_OK;
+    if (q->ins_msg == NULL)
+        src = sqlite3_prepare_v2(q->db,
                                  "INSERT INTO messages (id, received, mail_from, rcpt_to, "
                                  "subject, message_id, size, sha256, verdict, retain_until, "
-                                 "path) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                                 -1, &sm, NULL);
-    if (src == SQLITE_OK)
+                                 "path, offset) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                                 -1, &q->ins_msg, NULL);
+    if (src == SQLITE_OK && q->ins_part == NULL)
         src = sqlite3_prepare_v2(q->db,
                                  "INSERT INTO parts (qid, idx, filename, declared_type, "
                                  "detected_type, size, sha256) VALUES (?,?,?,?,?,?,?)",
-                                 -1, &sp, NULL);
-    if (src != SQLITE_OK) {
-        rc = dbfail(q, err, src, "prepare insert");
-        goto out;
-    }
+                                 -1, &q->ins_part, NULL);
+    if (src != SQLITE_OK)
+        return dbfail(q, err, src, "prepare insert");
+    if ((rc = exec(q, "BEGIN IMMEDIATE", err)))
+        return rc;
+    sqlite3_stmt *sm = q->ins_msg, *sp = q->ins_part;
     for (size_t i = 0; i < n && rc == 0; i++) {
         const row *r = &rows[i];
         sqlite3_reset(sm);
@@ -648,6 +785,7 @@ static int insert_rows(quarantine *q, const row *rows, size_t n, int *committing
         sqlite3_bind_text(sm, 9, r->verdict, -1, SQLITE_STATIC);
         sqlite3_bind_int64(sm, 10, r->retain_until);
         sqlite3_bind_text(sm, 11, r->relpath, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(sm, 12, r->off);
         if ((src = sqlite3_step(sm)) != SQLITE_DONE) {
             rc = dbfail(q, err, src, "insert message");
             break;
@@ -668,11 +806,12 @@ static int insert_rows(quarantine *q, const row *rows, size_t n, int *committing
             }
         }
     }
+    sqlite3_reset(sm);
+    sqlite3_reset(sp);
+    sqlite3_clear_bindings(sm);
+    sqlite3_clear_bindings(sp);
     if (rc == 0 && (rc = fault("rows-inserted")))
         fail(err, rc, "%s/index.sqlite: injected fault before commit", q->dir);
-out:
-    sqlite3_finalize(sm);
-    sqlite3_finalize(sp);
     if (rc == 0) {
         *committing = 1;
         rc = exec(q, "COMMIT", err);
@@ -682,16 +821,36 @@ out:
     return rc;
 }
 
-static void add_sync_dir(quarantine *q, const char *d)
+/* Makes the records of the segments written since the last sync durable, then
+ * the directories of new segments. */
+static int sync_segments(quarantine *q, buf *err)
 {
-    for (size_t i = 0; i < q->n_sync_dirs; i++)
-        if (strcmp(q->sync_dirs[i], d) == 0)
-            return;
-    char **nd = realloc(q->sync_dirs, (q->n_sync_dirs + 1) * sizeof *nd);
-    if (nd == NULL)
-        msg_fatal("out of memory");
-    q->sync_dirs = nd;
-    q->sync_dirs[q->n_sync_dirs++] = xstrdup(d);
+    int rc = 0;
+    for (size_t i = 0; i <= q->n_old && rc == 0; i++) {
+        segment *s = i < q->n_old ? &q->old[i] : &q->cur;
+        if (s->fd < 0 || !s->dirty)
+            continue;
+        if (fdatasync(s->fd) < 0)
+            rc = fail(err, -errno, "%s/%s: fdatasync: %s", q->dir, s->relpath, strerror(errno));
+    }
+    if (rc == 0 && (rc = fault("file-synced")))
+        fail(err, rc, "%s: injected fault after the segment fsync", q->dir);
+    for (size_t i = 0; i <= q->n_old && rc == 0; i++) {
+        segment *s = i < q->n_old ? &q->old[i] : &q->cur;
+        if (s->fd >= 0 && s->dirs_unsynced)
+            rc = sync_segment_dirs(q, s, err);
+    }
+    if (rc == 0 && (rc = fault("dirs-synced")))
+        fail(err, rc, "%s: injected fault after directory fsync", q->dir);
+    return rc;
+}
+
+/* After a successful commit: the segments' state is now durable. */
+static void segments_synced(quarantine *q)
+{
+    q->cur.synced_end = q->cur.end;
+    q->cur.dirty = 0;
+    q->cur.dirs_unsynced = 0;
 }
 
 int quarantine_put(quarantine *q, const uint8_t *orig, size_t n, const quarantine_meta *m, int sync,
@@ -699,122 +858,32 @@ int quarantine_put(quarantine *q, const uint8_t *orig, size_t n, const quarantin
 {
     if (q == NULL || (orig == NULL && n > 0) || id == NULL)
         return fail(err, -EINVAL, "quarantine_put: invalid arguments");
-    if (!sync && q->n_pend >= PENDING_MAX) {
+    if (q->n_pend >= PENDING_MAX || (sync && q->n_pend > 0)) {
         int rc = quarantine_sync(q, err);
         if (rc) {
             q->lost = rc; /* the caller learns it from its own sync too */
             return rc;
         }
     }
-    row r;
-    memset(&r, 0, sizeof r);
-    r.fd = -1;
-    struct tm tm;
-    int rc = store_file(q, orig, n, sync, &r, &tm, err);
+    if (q->n_pend == q->cap_pend) {
+        size_t nc = q->cap_pend ? 2 * q->cap_pend : 64;
+        row *np = realloc(q->pend, nc * sizeof *np);
+        if (np == NULL)
+            msg_fatal("out of memory");
+        q->pend = np;
+        q->cap_pend = nc;
+    }
+    row *r = &q->pend[q->n_pend];
+    memset(r, 0, sizeof *r);
+    int rc = append_record(q, orig, n, r, err);
     if (rc) {
-        row_free(&r);
+        row_free(r);
         return rc;
     }
-    row_set_meta(&r, m);
-    char d[PATH_MAX];
-    if (sync) {
-        /* The day directory holds the new name; the ones above may be new. */
-        for (int level = 3; level >= 0 && rc == 0; level--)
-            if ((rc = level_dir(q, &tm, level, d, sizeof d)) == 0)
-                rc = fsync_dir(d, err);
-        if (rc == 0 && (rc = fault("dirs-synced")))
-            fail(err, rc, "%s: injected fault after directory fsync", q->dir);
-        int committing = 0;
-        if (rc == 0)
-            rc = insert_rows(q, &r, 1, &committing, err);
-        if (rc && !committing) {
-            char path[PATH_MAX];
-            if (path_join(path, sizeof path, q->dir, r.relpath) == 0)
-                unlink(path);
-        } else {
-            memcpy(id, r.id, QUARANTINE_ID_MAX);
-        }
-        row_free(&r);
-        return rc;
-    }
-    for (int level = 3; level >= 0; level--)
-        if (level_dir(q, &tm, level, d, sizeof d) == 0)
-            add_sync_dir(q, d);
-    row *np = realloc(q->pend, (q->n_pend + 1) * sizeof *np);
-    if (np == NULL)
-        msg_fatal("out of memory");
-    q->pend = np;
-    q->pend[q->n_pend++] = r;
-    memcpy(id, r.id, QUARANTINE_ID_MAX);
-    return 0;
-}
-
-/* fsyncs the pending files concurrently through Linux AIO (IOCB_CMD_FSYNC,
- * Linux 4.18+): one journal commit can then cover many files, where one fsync
- * after another costs a commit each. Returns -ENOSYS when AIO cannot be used
- * (the caller then fsyncs one by one); any other error names the file. */
-static int fsync_pending_aio(quarantine *q, buf *err)
-{
-    size_t n = q->n_pend;
-    if (q->aio_state == 0) {
-        q->aio = 0;
-        /* ENOSYS, EPERM (seccomp), EAGAIN (aio-max-nr): fall back for good */
-        q->aio_state = syscall(SYS_io_setup, (long)PENDING_MAX, &q->aio) < 0 ? -1 : 1;
-    }
-    if (q->aio_state < 0 || n > PENDING_MAX)
-        return -ENOSYS;
-    aio_context_t ctx = q->aio;
-    struct iocb *cbs = xcalloc(n, sizeof *cbs);
-    struct iocb **ptrs = xcalloc(n, sizeof *ptrs);
-    for (size_t i = 0; i < n; i++) {
-        cbs[i].aio_fildes = (uint32_t)q->pend[i].fd;
-        cbs[i].aio_lio_opcode = IOCB_CMD_FSYNC;
-        cbs[i].aio_data = i;
-        ptrs[i] = &cbs[i];
-    }
-    int rc = 0;
-    size_t submitted = 0;
-    while (submitted < n) {
-        long r = syscall(SYS_io_submit, ctx, (long)(n - submitted), ptrs + submitted);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0) {
-            rc = submitted == 0 ? -ENOSYS
-                                : fail(err, -EIO, "%s: io_submit: %s", q->dir,
-                                       strerror(r < 0 ? errno : EAGAIN));
-            break;
-        }
-        submitted += (size_t)r;
-    }
-    struct io_event ev[64];
-    size_t done = 0;
-    while (done < submitted) {
-        long r = syscall(SYS_io_getevents, ctx, 1L, 64L, ev, NULL);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            /* cannot happen with a valid context: give the context up */
-            q->aio_state = -1;
-            if (rc == 0)
-                rc = fail(err, -errno, "%s: io_getevents: %s", q->dir, strerror(errno));
-            break;
-        }
-        for (long k = 0; k < r; k++) {
-            long res = (long)ev[k].res;
-            size_t i = (size_t)ev[k].data;
-            if (res < 0 && rc == 0 && i < n)
-                rc = fail(err, (int)res, "%s: fsync: %s", q->pend[i].relpath, strerror((int)-res));
-        }
-        done += (size_t)r;
-    }
-    if (done < submitted) {
-        /* events still in flight: io_destroy waits for them */
-        syscall(SYS_io_destroy, ctx);
-        q->aio_state = -1;
-    }
-    free(cbs);
-    free(ptrs);
-    return rc;
+    row_set_meta(r, m);
+    q->n_pend++;
+    memcpy(id, r->id, QUARANTINE_ID_MAX);
+    return sync ? quarantine_sync(q, err) : 0;
 }
 
 int quarantine_sync(quarantine *q, buf *err)
@@ -832,47 +901,43 @@ int quarantine_sync(quarantine *q, buf *err)
     }
     if (q->n_pend == 0)
         return 0;
-    int rc = 0, committing = 0;
-    /* 1. the files' data; 2. their names (and any new directories); 3. the rows. */
-    rc = q->n_pend > 1 ? fsync_pending_aio(q, err) : -ENOSYS;
-    if (rc == -ENOSYS) {
-        rc = 0;
-        for (size_t i = 0; i < q->n_pend && rc == 0; i++)
-            rc = fsync_fd_path(q->pend[i].fd, q->pend[i].relpath, err);
-    }
-    if (rc == 0 && (rc = fault("file-synced")))
-        fail(err, rc, "%s: injected fault after fsync of the batch", q->dir);
-    for (size_t i = 0; i < q->n_sync_dirs && rc == 0; i++)
-        rc = fsync_dir(q->sync_dirs[i], err);
-    if (rc == 0 && (rc = fault("dirs-synced")))
-        fail(err, rc, "%s: injected fault after directory fsync", q->dir);
+    int committing = 0;
+    /* 1. the records; 2. new segments' names (and any new directories); 3. the rows. */
+    int rc = sync_segments(q, err);
     if (rc == 0)
         rc = insert_rows(q, q->pend, q->n_pend, &committing, err);
+    if (rc == 0 || committing)
+        segments_synced(q);
     pending_clear(q, rc != 0 && !committing);
     return rc;
 }
 
 /* ---- get ----------------------------------------------------------------------- */
 
-/* Reads fd to the end, hashing; with out >= 0, also writes every byte to out. */
-static int hash_stream(int fd, int out, uint8_t *chunk, char hex[DIGEST_SHA256_HEX], uint64_t *size,
-                       const char *path, buf *err)
+/* Reads len bytes of fd from off, hashing; with out >= 0, also writes them to
+ * out. A file shorter than off + len is an error. */
+static int hash_range(int fd, uint64_t off, uint64_t len, int out, uint8_t *chunk,
+                      char hex[DIGEST_SHA256_HEX], const char *path, buf *err)
 {
     digest *d = digest_sha256_new();
-    uint64_t total = 0;
     int rc = 0;
-    for (;;) {
-        ssize_t got = read(fd, chunk, IO_CHUNK);
+    uint64_t done = 0;
+    while (done < len) {
+        size_t want = len - done < IO_CHUNK ? (size_t)(len - done) : IO_CHUNK;
+        ssize_t got = pread(fd, chunk, want, (off_t)(off + done));
         if (got < 0 && errno == EINTR)
             continue;
         if (got < 0) {
             rc = fail(err, -errno, "%s: read: %s", path, strerror(errno));
             break;
         }
-        if (got == 0)
+        if (got == 0) {
+            rc = fail(err, -EIO, "%s: the stored original ends %llu bytes early (truncated)", path,
+                      (unsigned long long)(len - done));
             break;
+        }
         digest_update(d, chunk, (size_t)got);
-        total += (uint64_t)got;
+        done += (uint64_t)got;
         if (out >= 0 && (rc = fileio_write_all(out, chunk, (size_t)got))) {
             fail(err, rc, "writing %s to output: %s", path, strerror(-rc));
             break;
@@ -885,7 +950,32 @@ static int hash_stream(int fd, int out, uint8_t *chunk, char hex[DIGEST_SHA256_H
     uint8_t md[DIGEST_SHA256_LEN];
     digest_final(d, md);
     digest_hex(md, sizeof md, hex);
-    *size = total;
+    return 0;
+}
+
+/* Checks what surrounds the original in its segment: the record header just
+ * before it must name this id, size and hash, and a newline must follow. */
+static int check_record(int fd, const char *id, uint64_t off, uint64_t size, const char *sha,
+                        const char *path, buf *err)
+{
+    char want[REC_HEADER_MAX], got[REC_HEADER_MAX];
+    int hl = record_header(want, id, size, sha);
+    if (hl < 0 || off < (uint64_t)hl)
+        return fail(err, -EIO, "%s: the index row of %s has a bad offset %llu", path, id,
+                    (unsigned long long)off);
+    ssize_t r = pread(fd, got, (size_t)hl, (off_t)(off - (uint64_t)hl));
+    if (r != hl || memcmp(got, want, (size_t)hl) != 0)
+        return fail(err, -EIO,
+                    "%s: integrity check failed: no record header for %s at byte %llu "
+                    "(modified or damaged)",
+                    path, id, (unsigned long long)(off - (uint64_t)hl));
+    char nl = 0;
+    r = pread(fd, &nl, 1, (off_t)(off + size));
+    if (r != 1 || nl != '\n')
+        return fail(err, -EIO,
+                    "%s: integrity check failed: the record of %s does not end at byte %llu "
+                    "(modified, damaged or truncated)",
+                    path, id, (unsigned long long)(off + size));
     return 0;
 }
 
@@ -897,10 +987,11 @@ int quarantine_get(quarantine *q, const char *id, int fd, buf *err)
         return fail(err, -ENOENT, "not a quarantine id: \"%.60s\"", id ? id : "(null)");
     sqlite3_stmt *st = NULL;
     char path[PATH_MAX], want[DIGEST_SHA256_HEX], got[DIGEST_SHA256_HEX];
-    uint64_t want_size = 0, size = 0;
+    uint64_t want_size = 0;
+    int64_t off = -1;
     int rc = 0, in = -1;
-    int src = sqlite3_prepare_v2(q->db, "SELECT path, size, sha256 FROM messages WHERE id = ?", -1,
-                                 &st, NULL);
+    int src = sqlite3_prepare_v2(
+        q->db, "SELECT path, size, sha256, offset FROM messages WHERE id = ?", -1, &st, NULL);
     if (src != SQLITE_OK)
         return dbfail(q, err, src, "prepare get");
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
@@ -915,6 +1006,7 @@ int quarantine_get(quarantine *q, const char *id, int fd, buf *err)
     } else {
         want_size = (uint64_t)sqlite3_column_int64(st, 1);
         snprintf(want, sizeof want, "%s", col_text(st, 2));
+        off = sqlite3_column_type(st, 3) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 3);
     }
     sqlite3_finalize(st);
     if (rc)
@@ -924,21 +1016,34 @@ int quarantine_get(quarantine *q, const char *id, int fd, buf *err)
     if (in < 0)
         return fail(err, -EIO, "%s: the original of %s cannot be opened: %s", path, id,
                     strerror(errno));
+    if (off < 0) {
+        /* schema 1: the whole file is the original */
+        struct stat sb;
+        if (fstat(in, &sb) < 0)
+            rc = fail(err, -errno, "%s: stat: %s", path, strerror(errno));
+        else if ((uint64_t)sb.st_size != want_size)
+            rc = fail(err, -EIO,
+                      "%s: integrity check failed: the index records %llu bytes, the stored "
+                      "file has %llu (modified or damaged)",
+                      path, (unsigned long long)want_size, (unsigned long long)sb.st_size);
+    } else {
+        rc = check_record(in, id, (uint64_t)off, want_size, want, path, err);
+    }
+    uint64_t start = off < 0 ? 0 : (uint64_t)off;
     uint8_t *chunk = xmalloc(IO_CHUNK);
     /* First pass: verify, writing nothing. Second pass: write, verifying again
      * in case the file changed in between. */
-    rc = hash_stream(in, -1, chunk, got, &size, path, err);
-    if (rc == 0 && (size != want_size || strcmp(got, want) != 0))
-        rc = fail(err, -EIO,
-                  "%s: integrity check failed: the index records %llu bytes with SHA-256 %s, "
-                  "the stored file has %llu bytes with SHA-256 %s (modified or damaged)",
-                  path, (unsigned long long)want_size, want, (unsigned long long)size, got);
-    if (rc == 0 && lseek(in, 0, SEEK_SET) < 0)
-        rc = fail(err, -errno, "%s: lseek: %s", path, strerror(errno));
     if (rc == 0)
-        rc = hash_stream(in, fd, chunk, got, &size, path, err);
-    if (rc == 0 && (size != want_size || strcmp(got, want) != 0))
-        rc = fail(err, -EIO, "%s: the stored file changed while it was being read", path);
+        rc = hash_range(in, start, want_size, -1, chunk, got, path, err);
+    if (rc == 0 && strcmp(got, want) != 0)
+        rc = fail(err, -EIO,
+                  "%s: integrity check failed: the index records SHA-256 %s for %s, the stored "
+                  "bytes have SHA-256 %s (modified or damaged)",
+                  path, want, id, got);
+    if (rc == 0)
+        rc = hash_range(in, start, want_size, fd, chunk, got, path, err);
+    if (rc == 0 && strcmp(got, want) != 0)
+        rc = fail(err, -EIO, "%s: the stored original changed while it was being read", path);
     free(chunk);
     close(in);
     return rc;
@@ -1055,6 +1160,116 @@ out:
     return rc;
 }
 
+/* Erases the original bytes of a purged record that shares its segment with
+ * records still kept: the range is deallocated (a hole reads as zeros), or
+ * overwritten with zeros where the file system cannot punch holes. The record
+ * header (id, size, hash: no content) stays, so the segment can still be
+ * walked and shows that a record was there. */
+static int erase_range(int fd, uint64_t off, uint64_t len, const char *path, buf *err)
+{
+    if (len == 0)
+        return 0;
+    if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) == 0)
+        return 0;
+    if (errno != EOPNOTSUPP && errno != ENOSYS)
+        return fail(err, -errno, "%s: cannot erase bytes %llu..%llu: %s", path,
+                    (unsigned long long)off, (unsigned long long)(off + len), strerror(errno));
+    static const uint8_t zeros[IO_CHUNK];
+    for (uint64_t done = 0; done < len;) {
+        size_t n = len - done < IO_CHUNK ? (size_t)(len - done) : IO_CHUNK;
+        ssize_t w = pwrite(fd, zeros, n, (off_t)(off + done));
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return fail(err, w < 0 ? -errno : -EIO, "%s: cannot erase: %s", path,
+                        strerror(w < 0 ? errno : EIO));
+        done += (uint64_t)w;
+    }
+    return 0;
+}
+
+typedef struct purged {
+    char *relpath;
+    int64_t off; /* -1: a whole file (schema 1) */
+    uint64_t size;
+} purged;
+
+static int cmp_purged(const void *a, const void *b)
+{
+    const purged *x = a, *y = b;
+    int c = strcmp(x->relpath, y->relpath);
+    return c ? c : (x->off > y->off) - (x->off < y->off);
+}
+
+/* Removes the stored bytes of purged entries whose rows are gone: a whole
+ * segment when no row refers to it any more and no writer holds it, else the
+ * entries' ranges. */
+static int remove_purged(quarantine *q, purged *p, size_t n, buf *err)
+{
+    qsort(p, n, sizeof *p, cmp_purged);
+    sqlite3_stmt *ref = NULL;
+    int src =
+        sqlite3_prepare_v2(q->db, "SELECT 1 FROM messages WHERE path = ? LIMIT 1", -1, &ref, NULL);
+    if (src != SQLITE_OK)
+        return dbfail(q, err, src, "prepare purge check");
+    int rc = 0;
+    for (size_t i = 0; i < n;) {
+        size_t j = i + 1;
+        while (j < n && strcmp(p[j].relpath, p[i].relpath) == 0)
+            j++;
+        char path[PATH_MAX];
+        if (!relpath_ok(p[i].relpath) || path_join(path, sizeof path, q->dir, p[i].relpath)) {
+            i = j;
+            continue;
+        }
+        char dir[PATH_MAX];
+        snprintf(dir, sizeof dir, "%s", path);
+        *strrchr(dir, '/') = 0;
+        if (p[i].off < 0) {
+            for (size_t k = i; k < j; k++)
+                if (unlink(path) < 0 && errno != ENOENT && rc == 0)
+                    rc = fail(err, -errno, "%s: unlink: %s", path, strerror(errno));
+            fileio_fsync_dir(dir);
+            i = j;
+            continue;
+        }
+        sqlite3_reset(ref);
+        sqlite3_bind_text(ref, 1, p[i].relpath, -1, SQLITE_STATIC);
+        src = sqlite3_step(ref);
+        int referenced = src == SQLITE_ROW;
+        if (src != SQLITE_ROW && src != SQLITE_DONE) {
+            if (rc == 0)
+                rc = dbfail(q, err, src, "purge check");
+            referenced = 1;
+        }
+        int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0) {
+            if (errno != ENOENT && rc == 0)
+                rc = fail(err, -errno, "%s: %s", path, strerror(errno));
+            i = j;
+            continue;
+        }
+        if (!referenced && flock(fd, LOCK_EX | LOCK_NB) == 0) {
+            /* no row, no writer: the whole segment goes */
+            if (unlink(path) < 0 && rc == 0)
+                rc = fail(err, -errno, "%s: unlink: %s", path, strerror(errno));
+            fileio_fsync_dir(dir);
+        } else {
+            int erc = 0;
+            for (size_t k = i; k < j && erc == 0; k++)
+                erc = erase_range(fd, (uint64_t)p[k].off, p[k].size, path, err);
+            if (erc == 0 && fdatasync(fd) < 0)
+                erc = fail(err, -errno, "%s: fdatasync: %s", path, strerror(errno));
+            if (rc == 0)
+                rc = erc;
+        }
+        close(fd);
+        i = j;
+    }
+    sqlite3_finalize(ref);
+    return rc;
+}
+
 int quarantine_purge(quarantine *q, int64_t now, int dry_run, quarantine_list_fn fn, void *arg,
                      uint64_t *count, buf *err)
 {
@@ -1063,12 +1278,13 @@ int quarantine_purge(quarantine *q, int64_t now, int dry_run, quarantine_list_fn
     if (q == NULL)
         return fail(err, -EINVAL, "quarantine_purge: no quarantine");
     sqlite3_stmt *st = NULL, *del = NULL;
-    char **ids = NULL, **paths = NULL;
+    char **ids = NULL;
+    purged *pp = NULL;
     size_t n = 0;
     int rc = 0, committed = 0;
     int src = sqlite3_prepare_v2(q->db,
-                                 "SELECT " ENTRY_COLUMNS " FROM messages m WHERE m.retain_until < ?"
-                                 " ORDER BY m.retain_until, m.id",
+                                 "SELECT " ENTRY_COLUMNS ", m.offset FROM messages m"
+                                 " WHERE m.retain_until < ? ORDER BY m.retain_until, m.id",
                                  -1, &st, NULL);
     if (src != SQLITE_OK)
         return dbfail(q, err, src, "prepare purge");
@@ -1085,12 +1301,15 @@ int quarantine_purge(quarantine *q, int64_t now, int dry_run, quarantine_list_fn
             if (ni == NULL)
                 msg_fatal("out of memory");
             ids = ni;
-            char **np = realloc(paths, (n + 1) * sizeof *np);
+            purged *np = realloc(pp, (n + 1) * sizeof *np);
             if (np == NULL)
                 msg_fatal("out of memory");
-            paths = np;
+            pp = np;
             ids[n] = xstrdup(e.id);
-            paths[n] = xstrdup(col_text(st, 11));
+            pp[n].relpath = xstrdup(col_text(st, 11));
+            pp[n].off =
+                sqlite3_column_type(st, 12) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 12);
+            pp[n].size = e.size;
         }
         n++;
     }
@@ -1100,8 +1319,8 @@ int quarantine_purge(quarantine *q, int64_t now, int dry_run, quarantine_list_fn
     if (rc || dry_run || n == 0)
         goto out;
 
-    /* Rows first, durably; then the files. The retain_until check is repeated
-     * under the write lock. */
+    /* Rows first, durably; then the stored bytes. The retain_until check is
+     * repeated under the write lock. */
     if ((rc = exec(q, "BEGIN IMMEDIATE", err)))
         goto out;
     src = sqlite3_prepare_v2(q->db, "DELETE FROM messages WHERE id = ? AND retain_until < ?", -1,
@@ -1123,24 +1342,15 @@ int quarantine_purge(quarantine *q, int64_t now, int dry_run, quarantine_list_fn
         goto out;
     }
     committed = 1;
-    for (size_t i = 0; i < n; i++) {
-        char path[PATH_MAX];
-        if (!relpath_ok(paths[i]) || path_join(path, sizeof path, q->dir, paths[i]))
-            continue;
-        if (unlink(path) < 0 && errno != ENOENT && rc == 0)
-            rc = fail(err, -errno, "%s: unlink: %s", path, strerror(errno));
-        char *slash = strrchr(path, '/');
-        *slash = 0;
-        fileio_fsync_dir(path);
-    }
+    rc = remove_purged(q, pp, n, err);
 out:
     if (count && (dry_run || committed))
         *count = n;
     for (size_t i = 0; ids && i < n; i++) {
         free(ids[i]);
-        free(paths[i]);
+        free(pp[i].relpath);
     }
     free(ids);
-    free(paths);
+    free(pp);
     return rc;
 }

@@ -3,9 +3,10 @@
  *
  * Contract (the embedded backend is files + SQLite; a PostgreSQL backend for many
  * gateway nodes will implement the same functions):
- *  - quarantine_put() writes the original under <dir>/originals/ and its index
- *    row. With sync, it returns only after the file, its directory entry and the
- *    index row are durable (fsync, SQLite synchronous=FULL). Without sync, the
+ *  - quarantine_put() stores the original under <dir>/originals/ and its index
+ *    row. With sync, it returns only after the original's bytes, any new
+ *    directory entries and the index row are durable (fdatasync/fsync, SQLite
+ *    synchronous=FULL). Without sync, the
  *    caller must call quarantine_sync() before releasing any output that derives
  *    from the originals put since the last sync (batches group their fsyncs).
  *  - Ids are unique, printable ASCII, safe as file names, and sort by time:
@@ -34,13 +35,13 @@ typedef struct quarantine_part {
 } quarantine_part;
 
 typedef struct quarantine_meta {
-    int64_t received;          /* unix time, seconds */
-    const char *from;          /* decoded UTF-8 header values, may be "" */
+    int64_t received; /* unix time, seconds */
+    const char *from; /* decoded UTF-8 header values, may be "" */
     const char *to;
     const char *subject;
     const char *message_id;
-    const char *verdict;       /* "sanitized" | "rejected" */
-    int64_t retain_until;      /* unix time, seconds */
+    const char *verdict;  /* "sanitized" | "rejected" */
+    int64_t retain_until; /* unix time, seconds */
     const quarantine_part *parts;
     size_t n_parts;
 } quarantine_meta;
@@ -64,14 +65,15 @@ quarantine *quarantine_open(const char *dir, int create, buf *err);
 void quarantine_close(quarantine *q);
 
 /* Stores n bytes (orig may be NULL when n is 0) with m (NULL: empty fields,
- * received now); id gets the new id. A failed put leaves no row and no file. */
-int quarantine_put(quarantine *q, const uint8_t *orig, size_t n, const quarantine_meta *m,
-                   int sync, char id[QUARANTINE_ID_MAX], buf *err);
-/* Makes every put since the last sync durable: files, then directories, then
- * the index rows in one transaction. On failure the whole batch is discarded
- * (no rows) and must be put again. A put may sync early by itself (a batch
- * holds at most 128 puts); if that fails, the put and the next sync both
- * fail. No pending puts: returns 0. */
+ * received now); id gets the new id. A failed put leaves no row (and cuts off
+ * any bytes it wrote). */
+int quarantine_put(quarantine *q, const uint8_t *orig, size_t n, const quarantine_meta *m, int sync,
+                   char id[QUARANTINE_ID_MAX], buf *err);
+/* Makes every put since the last sync durable: the stored bytes, then any
+ * new directories, then the index rows in one transaction. On failure the
+ * whole batch is discarded (no rows) and must be put again. A put may sync
+ * early by itself (a batch holds at most 1024 puts); if that fails, the put
+ * and the next sync both fail. No pending puts: returns 0. */
 int quarantine_sync(quarantine *q, buf *err);
 
 /* Writes the original of id to fd. -ENOENT if unknown; -EIO if the stored
@@ -98,15 +100,17 @@ int quarantine_show(quarantine *q, const char *id, quarantine_show_fn fn, void *
 /* Entries whose retain_until is before now (unix seconds) are expired. Calls fn
  * (may be NULL) for each, oldest first; with dry_run (the safe default for
  * callers), nothing is changed. Without dry_run, each expired entry is removed:
- * its index row is deleted durably first, then its file is unlinked, so a crash
- * leaves at worst an orphan file, never a row without its original. *count
+ * its index row is deleted durably first, then its stored bytes are removed
+ * (the whole segment when nothing else in it is kept and no writer holds it,
+ * else its range is erased in place), so a crash leaves at worst orphan bytes,
+ * never a row without its original. *count
  * (may be NULL) gets the number of entries listed (dry_run) or removed. */
 int quarantine_purge(quarantine *q, int64_t now, int dry_run, quarantine_list_fn fn, void *arg,
                      uint64_t *count, buf *err);
 
 /* Testing only: fault injection. When set, the store calls hook(point) at each
- * named step of quarantine_put()/quarantine_sync() ("tmp-written",
- * "file-synced", "renamed", "dirs-synced", "rows-inserted"); a non-zero return
+ * named step of quarantine_put()/quarantine_sync() ("appended",
+ * "file-synced", "dirs-synced", "rows-inserted"); a non-zero return
  * (a negative errno) makes the operation fail there as if the step had failed.
  * A hook may also _exit() to simulate a crash. NULL disables. Process-wide. */
 typedef int (*quarantine_fault_fn)(const char *point);

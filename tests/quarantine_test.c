@@ -1,13 +1,15 @@
 /*
  * Unit tests for lib/quarantine (embedded backend): byte-exact round trips,
- * ids, list order, batches, tamper detection, persistence, concurrent writers,
- * purge, and durability ordering under injected faults and simulated crashes
- * (a child process _exit()s at each step of a put; the parent then checks that
- * every index row still leads to an intact original).
+ * the segment record format, ids, list order, batches, tamper detection,
+ * persistence, migration from schema 1, concurrent writers, purge (whole
+ * segments and erased ranges), and durability ordering under injected faults
+ * and simulated crashes (a child process _exit()s at each step of a put; the
+ * parent then checks that every index row still leads to an intact original).
  */
 #include "quarantine.h"
 #include "testutil.h"
 #include "util/buf.h"
+#include "util/digest.h"
 #include "util/fileio.h"
 
 #include <errno.h>
@@ -40,13 +42,15 @@ static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *f)
 /* Counts files under dir whose name ends with suffix. */
 static const char *count_suffix;
 static int count_n;
+static long long count_bytes;
 static int count_one(const char *p, const struct stat *sb, int flag, struct FTW *f)
 {
-    (void)sb;
     (void)f;
     size_t n = strlen(p), m = strlen(count_suffix);
-    if (flag == FTW_F && n >= m && strcmp(p + n - m, count_suffix) == 0)
+    if (flag == FTW_F && n >= m && strcmp(p + n - m, count_suffix) == 0) {
         count_n++;
+        count_bytes += sb->st_size;
+    }
     return 0;
 }
 
@@ -56,8 +60,25 @@ static int count_files(const char *dir, const char *suffix)
     snprintf(p, sizeof p, "%s/originals", dir);
     count_suffix = suffix;
     count_n = 0;
+    count_bytes = 0;
     nftw(p, count_one, 16, FTW_PHYS);
     return count_n;
+}
+
+/* Bytes in all segments of dir. */
+static long long segment_bytes(const char *dir)
+{
+    count_files(dir, ".seg");
+    return count_bytes;
+}
+
+/* The size of one record as docs/QUARANTINE.md specifies it:
+ * "SEKISHO-QREC1 <id> <size> <sha256>\n" <size bytes> "\n". */
+static long long record_size(size_t n)
+{
+    char digits[32];
+    return (long long)(strlen("SEKISHO-QREC1 ") + 33 + 1 +
+                       (size_t)snprintf(digits, sizeof digits, "%zu", n) + 1 + 64 + 1 + n + 1);
 }
 
 static int count_entry(const quarantine_entry *e, void *arg)
@@ -91,9 +112,41 @@ static int get_bytes(quarantine *q, const char *id, buf *out, buf *err)
     return rc;
 }
 
-static void stored_path(const char *dir, const char *id, char *out, size_t sz)
+/* Where the index says id's original is: the file and the offset of its first
+ * byte (-1: the whole file, schema 1). Read with SQLite directly, as an
+ * auditor would. */
+static long long stored_loc(const char *dir, const char *id, char *path, size_t sz)
 {
-    snprintf(out, sz, "%s/originals/%.4s/%.2s/%.2s/%s.eml", dir, id, id + 4, id + 6, id);
+    char ix[400];
+    snprintf(ix, sizeof ix, "%s/index.sqlite", dir);
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    long long off = -2;
+    path[0] = 0;
+    if (sqlite3_open_v2(ix, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+        sqlite3_prepare_v2(db, "SELECT path, offset FROM messages WHERE id = ?", -1, &st, NULL) ==
+            SQLITE_OK) {
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) == SQLITE_ROW) {
+            snprintf(path, sz, "%s/%s", dir, (const char *)sqlite3_column_text(st, 0));
+            off = sqlite3_column_type(st, 1) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 1);
+        }
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    CHECK(off >= -1);
+    return off;
+}
+
+/* n bytes of path at off. */
+static int read_at(const char *path, long long off, void *out, size_t n)
+{
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return -1;
+    ssize_t r = pread(fd, out, n, (off_t)off);
+    close(fd);
+    return r == (ssize_t)n ? 0 : -1;
 }
 
 static void test_roundtrip(void)
@@ -142,22 +195,37 @@ static void test_roundtrip(void)
             CHECK_INT(out.len, cases[i].n);
             CHECK(out.len == cases[i].n &&
                   (cases[i].n == 0 || memcmp(out.p, cases[i].p, out.len) == 0));
-            /* the file itself is the original, mode 0600 */
+            /* the segment holds the record as documented, mode 0600 */
             char path[512];
             struct stat sb;
-            stored_path(dir, id, path, sizeof path);
+            long long off = stored_loc(dir, id, path, sizeof path);
             CHECK_INT(stat(path, &sb), 0);
             CHECK_INT(sb.st_mode & 0777, 0600);
-            CHECK_INT(sb.st_size, cases[i].n);
+            CHECK(off > 0 && sb.st_size >= off + (long long)cases[i].n + 1);
+            char hdr[160], want[160];
+            int hl = snprintf(want, sizeof want, "SEKISHO-QREC1 %s %zu ", id, cases[i].n);
+            CHECK_INT(read_at(path, off - 65 - hl, hdr, (size_t)hl), 0);
+            CHECK(memcmp(hdr, want, (size_t)hl) == 0);
+            uint8_t *raw = malloc(cases[i].n + 1);
+            CHECK_INT(read_at(path, off, raw, cases[i].n + 1), 0);
+            CHECK(raw[cases[i].n] == '\n' &&
+                  (cases[i].n == 0 || memcmp(raw, cases[i].p, cases[i].n) == 0));
+            free(raw);
         }
     }
+    /* one segment for the handle's whole life (within one UTC day), holding
+     * exactly the records */
+    CHECK(count_files(dir, ".seg") >= 1 && count_files(dir, ".seg") <= 2);
+    long long want_bytes = 0;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        want_bytes += 2 * record_size(cases[i].n);
+    CHECK_INT(segment_bytes(dir), want_bytes);
     /* directories 0700 */
     struct stat sb;
     char d[512];
     snprintf(d, sizeof d, "%s/originals/%.4s/%.2s/%.2s", dir, id, id + 4, id + 6);
     CHECK_INT(stat(d, &sb), 0);
     CHECK_INT(sb.st_mode & 0777, 0700);
-    CHECK_INT(count_files(dir, ".tmp"), 0);
     free(big);
     quarantine_close(q);
     buf_free(&err);
@@ -347,7 +415,7 @@ static void test_batch(void)
     /* Not yet in the index: nothing may be served before it is durable. */
     CHECK_INT(n_entries(other), 0);
     CHECK_INT(n_entries(q), 0);
-    CHECK_INT(count_files(dir, ".eml"), 10);
+    CHECK(segment_bytes(dir) >= 10 * record_size(strlen("message 0\r\n")));
     CHECK_INT(quarantine_sync(q, NULL), 0);
     CHECK_INT(quarantine_sync(q, NULL), 0); /* empty sync is a no-op */
     CHECK_INT(n_entries(other), 10);
@@ -358,13 +426,13 @@ static void test_batch(void)
 
     /* More than the pending limit: the store syncs early by itself. */
     char id[QUARANTINE_ID_MAX];
-    for (int i = 0; i < 300; i++)
+    for (int i = 0; i < 1100; i++)
         CHECK_INT(quarantine_put(q, (const uint8_t *)"y", 1, NULL, 0, id, NULL), 0);
     CHECK(n_entries(other) > 10);
 
     /* close with unsynced puts syncs them */
     quarantine_close(q);
-    CHECK_INT(n_entries(other), 310);
+    CHECK_INT(n_entries(other), 1110);
     CHECK_INT(get_bytes(other, id, &out, NULL), 0);
     CHECK_STR(buf_cstr(&out), "y");
     buf_free(&out);
@@ -387,27 +455,39 @@ static void test_tamper_and_unknown(void)
     CHECK_INT(quarantine_put(q, (const uint8_t *)msg, strlen(msg), NULL, 1, a, NULL), 0);
     CHECK_INT(quarantine_put(q, (const uint8_t *)msg, strlen(msg), NULL, 1, b, NULL), 0);
     CHECK_INT(quarantine_put(q, (const uint8_t *)msg, strlen(msg), NULL, 1, c, NULL), 0);
-    char path[512];
+    char path[512], pb[512], pc[512];
+    long long oa = stored_loc(dir, a, path, sizeof path);
+    long long ob = stored_loc(dir, b, pb, sizeof pb);
+    long long oc = stored_loc(dir, c, pc, sizeof pc);
+    CHECK(strcmp(path, pb) == 0 && strcmp(path, pc) == 0); /* one segment */
+    CHECK(oa < ob && ob < oc);
 
-    /* same size, one byte changed */
-    stored_path(dir, a, path, sizeof path);
+    /* same size, one byte of a changed: a fails, its neighbours do not */
     int fd = open(path, O_WRONLY);
     CHECK(fd >= 0);
-    CHECK_INT(pwrite(fd, "j", 1, 16), 1);
-    close(fd);
+    CHECK_INT(pwrite(fd, "j", 1, oa + 16), 1);
     CHECK_INT(get_bytes(q, a, &out, &err), -EIO);
     CHECK_INT(out.len, 0); /* nothing written on a failed check */
     CHECK_HAS(buf_cstr(&err), "integrity check failed");
     CHECK_HAS(buf_cstr(&err), path);
+    CHECK_INT(get_bytes(q, b, &out, NULL), 0);
+    CHECK_STR(buf_cstr(&out), msg);
 
-    /* truncated */
-    stored_path(dir, b, path, sizeof path);
-    CHECK_INT(truncate(path, 3), 0);
+    /* b's record header altered (the id in it): refused */
+    CHECK_INT(pwrite(fd, "X", 1, ob - 70), 1);
     buf_reset(&err);
     CHECK_INT(get_bytes(q, b, &out, &err), -EIO);
+    CHECK_HAS(buf_cstr(&err), "no record header");
+    close(fd);
 
-    /* missing */
-    stored_path(dir, c, path, sizeof path);
+    /* the segment cut inside c: c is refused, nothing of it is written */
+    CHECK_INT(truncate(path, oc + 3), 0);
+    buf_reset(&err);
+    CHECK_INT(get_bytes(q, c, &out, &err), -EIO);
+    CHECK_INT(out.len, 0);
+    CHECK_HAS(buf_cstr(&err), "integrity check failed");
+
+    /* the segment gone */
     CHECK_INT(unlink(path), 0);
     buf_reset(&err);
     CHECK_INT(get_bytes(q, c, &out, &err), -EIO);
@@ -477,6 +557,8 @@ static void test_open_errors_and_reopen(void)
     buf_free(&out);
 }
 
+static int rows_without_original(quarantine *q);
+
 static void test_concurrent(void)
 {
     char dir[300];
@@ -516,8 +598,9 @@ static void test_concurrent(void)
         CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     }
     CHECK_INT(n_entries(q), 2 * PER_CHILD);
-    CHECK_INT(count_files(dir, ".eml"), 2 * PER_CHILD);
-    CHECK_INT(count_files(dir, ".tmp"), 0);
+    /* each writer appends to its own segment (two if a UTC day ended meanwhile) */
+    CHECK(count_files(dir, ".seg") >= 2 && count_files(dir, ".seg") <= 4);
+    CHECK_INT(rows_without_original(q), 0);
     quarantine_close(q);
 }
 
@@ -560,12 +643,11 @@ static int rows_without_original(quarantine *q)
 
 static void test_faults(void)
 {
-    static const char *const points[] = {"tmp-written", "file-synced", "renamed", "dirs-synced",
-                                         "rows-inserted"};
+    static const char *const points[] = {"appended", "file-synced", "dirs-synced", "rows-inserted"};
     for (int batch = 0; batch <= 1; batch++) {
         for (size_t i = 0; i < sizeof points / sizeof points[0]; i++) {
-            if (batch && (i == 0 || i == 2))
-                continue; /* in a batch these happen at put time; tested below */
+            if (batch && i == 0)
+                continue; /* in a batch this happens at put time; tested below */
             char dir[300];
             new_dir(dir, sizeof dir);
             quarantine *q = quarantine_open(dir, 1, NULL);
@@ -575,7 +657,7 @@ static void test_faults(void)
             char id[QUARANTINE_ID_MAX];
             CHECK_INT(quarantine_put(q, (const uint8_t *)"before", 6, NULL, 1, id, NULL), 0);
 
-            /* 1. the step fails: error returned, no row, no file left */
+            /* 1. the step fails: error returned, no row, no bytes left */
             buf err;
             buf_init(&err, 4096);
             fault_point = points[i];
@@ -593,11 +675,11 @@ static void test_faults(void)
             CHECK_INT(rc, -EIO);
             CHECK_HAS(buf_cstr(&err), "injected fault");
             CHECK_INT(n_entries(q), 1);
-            CHECK_INT(count_files(dir, ".eml"), 1);
-            CHECK_INT(count_files(dir, ".tmp"), 0);
+            CHECK_INT(segment_bytes(dir), record_size(6));
+            CHECK_INT(rows_without_original(q), 0);
             buf_free(&err);
 
-            /* 2. the process dies at that step: the index never names a file
+            /* 2. the process dies at that step: the index never names a record
              * that is missing or incomplete */
             pid_t pid = fork();
             if (pid == 0) {
@@ -636,27 +718,27 @@ static void test_faults(void)
     quarantine *q = quarantine_open(dir, 1, NULL);
     char id[QUARANTINE_ID_MAX];
     CHECK_INT(quarantine_put(q, (const uint8_t *)"a", 1, NULL, 0, id, NULL), 0);
-    fault_point = "renamed";
+    fault_point = "appended";
     fault_crash = 0;
     quarantine_set_fault_hook(fault_fn);
     CHECK_INT(quarantine_put(q, (const uint8_t *)"b", 1, NULL, 0, id, NULL), -EIO);
     quarantine_set_fault_hook(NULL);
     CHECK_INT(quarantine_sync(q, NULL), 0);
     CHECK_INT(n_entries(q), 1);
-    CHECK_INT(count_files(dir, ".eml"), 1);
+    CHECK_INT(segment_bytes(dir), record_size(1)); /* b's partial record was cut off */
     CHECK_INT(rows_without_original(q), 0);
 
     /* A full batch syncs early inside put; if that fails, the put fails and so
      * does the caller's next sync, so nothing of the batch is taken as durable. */
     int fails = 0;
-    for (int i = 0; i < 200; i++) {
-        if (i == 128) {
+    for (int i = 0; i < 1100; i++) {
+        if (i == 1024) {
             fault_point = "dirs-synced";
             quarantine_set_fault_hook(fault_fn);
         }
         if (quarantine_put(q, (const uint8_t *)"z", 1, NULL, 0, id, NULL) != 0)
             fails++;
-        if (i == 128)
+        if (i == 1024)
             quarantine_set_fault_hook(NULL);
     }
     CHECK_INT(fails, 1);
@@ -668,7 +750,7 @@ static void test_faults(void)
     CHECK_INT(quarantine_sync(q, NULL), 0);
     /* nothing of the failed batch, nor of the puts after it, is indexed */
     CHECK_INT(n_entries(q), 1);
-    CHECK_INT(count_files(dir, ".eml"), 1);
+    CHECK_INT(segment_bytes(dir), record_size(1)); /* all cut off again */
     CHECK_INT(rows_without_original(q), 0);
     quarantine_close(q);
 }
@@ -694,16 +776,27 @@ static void test_order(void)
     trace[0] = 0;
     quarantine_set_fault_hook(trace_fn);
     CHECK_INT(quarantine_put(q, (const uint8_t *)"s", 1, NULL, 1, id, NULL), 0);
-    CHECK_STR(trace, "tmp-written file-synced renamed dirs-synced rows-inserted");
+    CHECK_STR(trace, "appended file-synced dirs-synced rows-inserted");
     trace[0] = 0;
     CHECK_INT(quarantine_put(q, (const uint8_t *)"a", 1, NULL, 0, id, NULL), 0);
     CHECK_INT(quarantine_put(q, (const uint8_t *)"b", 1, NULL, 0, id, NULL), 0);
-    CHECK_STR(trace, "tmp-written renamed tmp-written renamed");
+    CHECK_STR(trace, "appended appended");
     trace[0] = 0;
     CHECK_INT(quarantine_sync(q, NULL), 0);
     CHECK_STR(trace, "file-synced dirs-synced rows-inserted");
     quarantine_set_fault_hook(NULL);
     quarantine_close(q);
+}
+
+static int all_zero(const char *path, long long off, size_t n)
+{
+    uint8_t b[64];
+    if (n > sizeof b || read_at(path, off, b, n) != 0)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (b[i])
+            return 0;
+    return 1;
 }
 
 static void test_purge(void)
@@ -720,19 +813,28 @@ static void test_purge(void)
         quarantine_part p = {"a.zip", "application/zip", "application/zip", 3, "cc"};
         quarantine_meta m = {
             .received = retain[i] - 50, .retain_until = retain[i], .parts = &p, .n_parts = 1};
-        CHECK_INT(quarantine_put(q, (const uint8_t *)"old", 3, &m, 1, ids[i], NULL), 0);
+        char body[32];
+        snprintf(body, sizeof body, "original number %d", i);
+        CHECK_INT(quarantine_put(q, (const uint8_t *)body, strlen(body), &m, 1, ids[i], NULL), 0);
     }
+    char path[512], p1[512];
+    long long off0 = stored_loc(dir, ids[0], path, sizeof path);
+    long long off1 = stored_loc(dir, ids[1], p1, sizeof p1);
     uint64_t n = 99;
     int seen = 0;
     CHECK_INT(quarantine_purge(q, 300, 1, count_entry, &seen, &n, NULL), 0);
     CHECK_INT(n, 2);
     CHECK_INT(seen, 2);
     CHECK_INT(n_entries(q), 4); /* dry run changes nothing */
-    CHECK_INT(count_files(dir, ".eml"), 4);
+    CHECK(!all_zero(path, off0, 17));
+    /* The segment is still this handle's (and holds kept originals): the purged
+     * originals' bytes are erased in place, the others stay intact. */
     CHECK_INT(quarantine_purge(q, 300, 0, NULL, NULL, &n, NULL), 0);
     CHECK_INT(n, 2);
     CHECK_INT(n_entries(q), 2);
-    CHECK_INT(count_files(dir, ".eml"), 2);
+    CHECK_INT(count_files(dir, ".seg"), 1);
+    CHECK(all_zero(path, off0, 17));
+    CHECK(all_zero(p1, off1, 17));
     CHECK_INT(quarantine_get(q, ids[0], 1, NULL), -ENOENT);
     CHECK_INT(rows_without_original(q), 0);
     /* parts went with their message */
@@ -748,7 +850,104 @@ static void test_purge(void)
     sqlite3_close(db);
     CHECK_INT(quarantine_purge(q, 300, 0, NULL, NULL, &n, NULL), 0);
     CHECK_INT(n, 0);
+
+    /* While a writer holds the segment, purging its last rows keeps the file. */
+    quarantine *other = quarantine_open(dir, 0, NULL);
+    CHECK(other != NULL);
+    CHECK_INT(quarantine_purge(other, 350, 0, NULL, NULL, &n, NULL), 0);
+    CHECK_INT(n, 1);
+    CHECK_INT(count_files(dir, ".seg"), 1);
+    /* Once no writer holds it and no row refers to it, the segment goes. */
     quarantine_close(q);
+    CHECK_INT(quarantine_purge(other, 500, 0, NULL, NULL, &n, NULL), 0);
+    CHECK_INT(n, 1);
+    CHECK_INT(count_files(dir, ".seg"), 0);
+    CHECK_INT(n_entries(other), 0);
+    quarantine_close(other);
+}
+
+/* An index of schema 1 (one file per original) is migrated on open; its
+ * originals are still served and purged. */
+static void test_migrate_v1(void)
+{
+    char dir[300], path[600], ix[400];
+    new_dir(dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/originals/2026/11/23", dir);
+    CHECK_INT(fileio_mkdir_p(path, 0700), 0);
+    const char *id = "20261123T050033Z-0123456789abcdef";
+    const char *orig = "Subject: v1\r\n\r\nstored by schema 1\r\n";
+    snprintf(path, sizeof path, "%s/originals/2026/11/23/%s.eml", dir, id);
+    CHECK_INT(fileio_write_atomic(path, orig, strlen(orig), 0600, 1), 0);
+    snprintf(ix, sizeof ix, "%s/index.sqlite", dir);
+    sqlite3 *db;
+    CHECK_INT(sqlite3_open(ix, &db), SQLITE_OK);
+    char sql[2048];
+    snprintf(sql, sizeof sql,
+             "PRAGMA journal_mode=WAL;"
+             "CREATE TABLE messages (id TEXT PRIMARY KEY NOT NULL, received INTEGER NOT NULL,"
+             " mail_from TEXT NOT NULL, rcpt_to TEXT NOT NULL, subject TEXT NOT NULL,"
+             " message_id TEXT NOT NULL, size INTEGER NOT NULL, sha256 TEXT NOT NULL,"
+             " verdict TEXT NOT NULL, retain_until INTEGER NOT NULL,"
+             " path TEXT NOT NULL UNIQUE) WITHOUT ROWID;"
+             "CREATE INDEX messages_received ON messages(received, id);"
+             "CREATE INDEX messages_retain ON messages(retain_until);"
+             "CREATE TABLE parts (qid TEXT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,"
+             " idx INTEGER NOT NULL, filename TEXT NOT NULL, declared_type TEXT NOT NULL,"
+             " detected_type TEXT NOT NULL, size INTEGER NOT NULL, sha256 TEXT NOT NULL,"
+             " PRIMARY KEY (qid, idx)) WITHOUT ROWID;"
+             "INSERT INTO messages VALUES ('%s', 1000, 'a@example.com', 'b@example.jp', 'v1',"
+             " '<v1@x>', %zu, '%s', 'sanitized', 2000, 'originals/2026/11/23/%s.eml');"
+             "INSERT INTO parts VALUES ('%s', 0, 'x.pdf', 'application/pdf', 'application/pdf',"
+             " 5, 'dd');"
+             "PRAGMA user_version = 1;",
+             id, strlen(orig), "3c1a6b6a3b2d8f5c0f1f0a6e5f2f2c1a8e7d6c5b4a39281706f5e4d3c2b1a099",
+             id, id);
+    /* the hash above is wrong on purpose for the first get; fixed below */
+    CHECK_INT(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    uint8_t md[32];
+    char hex[65];
+    digest_sha256(orig, strlen(orig), md);
+    digest_hex(md, sizeof md, hex);
+    buf err, out;
+    buf_init(&err, 4096);
+    buf_init(&out, 1 << 16);
+    quarantine *q = quarantine_open(dir, 0, &err);
+    CHECK(q != NULL);
+    if (q == NULL) {
+        fprintf(stderr, "%s\n", buf_cstr(&err));
+        sqlite3_close(db);
+        return;
+    }
+    CHECK_INT(get_bytes(q, id, &out, &err), -EIO); /* the check still applies */
+    snprintf(sql, sizeof sql, "UPDATE messages SET sha256 = '%s'", hex);
+    CHECK_INT(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_stmt *st;
+    CHECK_INT(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
+    CHECK_INT(sqlite3_step(st), SQLITE_ROW);
+    CHECK_INT(sqlite3_column_int(st, 0), 2);
+    sqlite3_finalize(st);
+    CHECK_INT(sqlite3_prepare_v2(db, "SELECT count(*) FROM parts", -1, &st, NULL), SQLITE_OK);
+    CHECK_INT(sqlite3_step(st), SQLITE_ROW);
+    CHECK_INT(sqlite3_column_int(st, 0), 1); /* the rebuild did not cascade */
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    CHECK_INT(get_bytes(q, id, &out, &err), 0);
+    CHECK_STR(buf_cstr(&out), orig);
+    /* new puts go to segments beside it */
+    char nid[QUARANTINE_ID_MAX];
+    quarantine_meta keep = {.received = 1, .retain_until = 5000};
+    CHECK_INT(quarantine_put(q, (const uint8_t *)"new", 3, &keep, 1, nid, NULL), 0);
+    CHECK_INT(n_entries(q), 2);
+    CHECK_INT(rows_without_original(q), 0);
+    uint64_t n = 0;
+    CHECK_INT(quarantine_purge(q, 3000, 0, NULL, NULL, &n, NULL), 0);
+    CHECK_INT(n, 1);
+    struct stat sb;
+    CHECK(stat(path, &sb) < 0 && errno == ENOENT);
+    CHECK_INT(n_entries(q), 1);
+    quarantine_close(q);
+    buf_free(&err);
+    buf_free(&out);
 }
 
 int main(void)
@@ -769,6 +968,7 @@ int main(void)
     test_faults();
     test_order();
     test_purge();
+    test_migrate_v1();
     nftw(root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
     TEST_DONE();
 }
