@@ -7,10 +7,11 @@ For each mail: Python's email package parses it (policy=default); text/plain
 and text/html bodies are decoded by Python's codecs, HTML goes through
 html2text (Debian's python3-html2text); every other part is removed and listed
 with its size, SHA-256 and libmagic type (python3-magic); the original is
-stored like sekisho stores it (a file written, fsynced, renamed, its directory
-fsynced, and a row in SQLite with WAL and synchronous=FULL, in groups of 64
-with one commit), and only then the text/plain; charset=utf-8 result is
-written. It is a fair, straightforward implementation, not a strawman.
+stored like sekisho stores it (appended with a one-line header to a segment
+file, one fdatasync per group of 64 mails or 4 MB, the new file's directory
+fsynced once, and a row with the segment and offset in SQLite with WAL and
+synchronous=FULL, one commit per group), and only then the text/plain;
+charset=utf-8 result is written. It is a fair, straightforward implementation, not a strawman.
 """
 import argparse
 import hashlib
@@ -26,6 +27,7 @@ import html2text
 import magic
 
 BATCH = 64
+BATCH_BYTES = 4 << 20
 
 
 def sanitize(raw, mg):
@@ -64,39 +66,46 @@ def main():
     ap.add_argument("-o", required=True)
     ap.add_argument("files", nargs="+")
     a = ap.parse_args()
-    os.makedirs(os.path.join(a.q, "originals"), exist_ok=True)
+    odir = os.path.join(a.q, "originals")
+    os.makedirs(odir, exist_ok=True)
     os.makedirs(a.o, exist_ok=True)
     db = sqlite3.connect(os.path.join(a.q, "index.sqlite"))
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=FULL")
-    db.execute("CREATE TABLE IF NOT EXISTS m (id TEXT PRIMARY KEY, size INT, sha256 TEXT, parts TEXT)")
+    db.execute("CREATE TABLE IF NOT EXISTS m (id TEXT PRIMARY KEY, size INT, sha256 TEXT,"
+               " path TEXT, offset INT, parts TEXT)")
     mg = magic.Magic(mime=True)
-    odir = os.path.join(a.q, "originals")
-    for start in range(0, len(a.files), BATCH):
-        group = a.files[start:start + BATCH]
-        pending, fds = [], []
+    seg_name = "%d-%s.seg" % (time.time_ns(), os.urandom(8).hex())
+    seg = os.open(os.path.join(odir, seg_name), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+    dfd = os.open(odir, os.O_RDONLY)
+    os.fsync(dfd)
+    os.close(dfd)
+    end = 0
+    start = 0
+    while start < len(a.files):
+        group, size = [], 0
+        while start < len(a.files) and len(group) < BATCH and size < BATCH_BYTES:
+            group.append(a.files[start])
+            size += os.path.getsize(a.files[start])
+            start += 1
+        pending = []
         for path in group:
             raw = open(path, "rb").read()
             out, removed = sanitize(raw, mg)
             qid = "%d-%s" % (time.time_ns(), os.urandom(8).hex())
-            tmp = os.path.join(odir, qid + ".tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            os.write(fd, raw)
-            fds.append((fd, tmp, os.path.join(odir, qid + ".eml")))
-            db.execute("INSERT INTO m VALUES (?,?,?,?)",
-                       (qid, len(raw), hashlib.sha256(raw).hexdigest(), repr(removed)))
+            digest = hashlib.sha256(raw).hexdigest()
+            header = ("SEKISHO-QREC1 %s %d %s\n" % (qid, len(raw), digest)).encode()
+            os.write(seg, header + raw + b"\n")
+            db.execute("INSERT INTO m VALUES (?,?,?,?,?,?)",
+                       (qid, len(raw), digest, seg_name, end + len(header), repr(removed)))
+            end += len(header) + len(raw) + 1
             pending.append((path, out))
-        for fd, tmp, final in fds:
-            os.fsync(fd)
-            os.close(fd)
-            os.rename(tmp, final)
-        dfd = os.open(odir, os.O_RDONLY)
-        os.fsync(dfd)
-        os.close(dfd)
+        os.fdatasync(seg)
         db.commit()
         for path, out in pending:
             with open(os.path.join(a.o, os.path.basename(path)), "wb") as f:
                 f.write(out)
+    os.close(seg)
     db.close()
 
 

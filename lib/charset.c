@@ -250,6 +250,16 @@ int charset_is_utf8(const uint8_t *p, size_t n)
 {
     size_t i = 0;
     while (i < n) {
+        /* ASCII runs, eight bytes at a time */
+        while (n - i >= 8) {
+            uint64_t w;
+            memcpy(&w, p + i, 8);
+            if (w & UINT64_C(0x8080808080808080))
+                break;
+            i += 8;
+        }
+        if (i >= n)
+            break;
         uint8_t c = p[i];
         if (c < 0x80) {
             i++;
@@ -573,8 +583,8 @@ static int cand_from_ucsdet(const char *name, struct cand *c)
     return 0;
 }
 
-#define MAX_CANDS 24
-#define SHORT_INPUT 40
+#define MAX_CANDS     24
+#define SHORT_INPUT   40
 #define DETECT_WINDOW 65536
 
 struct cands {
@@ -635,8 +645,8 @@ static size_t count_halfwidth_kana(const uint8_t *p, size_t n)
 {
     size_t k = 0;
     for (size_t i = 0; i + 2 < n; i++)
-        if (p[i] == 0xEF && ((p[i + 1] == 0xBD && p[i + 2] >= 0xA1) ||
-                             (p[i + 1] == 0xBE && p[i + 2] <= 0x9F)))
+        if (p[i] == 0xEF &&
+            ((p[i + 1] == 0xBD && p[i + 2] >= 0xA1) || (p[i + 1] == 0xBE && p[i + 2] <= 0x9F)))
             k++;
     return k;
 }

@@ -98,14 +98,14 @@
 #include <unicode/uidna.h>
 
 #define HT_DEFAULT_DEPTH 128
-#define HT_MIN_DEPTH 8
-#define HT_MAX_DEPTH 200
-#define HT_LINK_EXTRA 16      /* a href may nest this far past the cap */
-#define HT_NAME_LIMIT 256     /* open element names before a restart */
-#define HT_LINKTEXT_MAX 4096
-#define HT_URL_SHOW_MAX 2048
+#define HT_MIN_DEPTH     8
+#define HT_MAX_DEPTH     200
+#define HT_LINK_EXTRA    16  /* a href may nest this far past the cap */
+#define HT_NAME_LIMIT    256 /* open element names before a restart */
+#define HT_LINKTEXT_MAX  4096
+#define HT_URL_SHOW_MAX  2048
 #define HT_AUTH_SHOW_MAX 1024
-#define HT_HOST_MAX 1024
+#define HT_HOST_MAX      1024
 
 /* ------------------------------------------------------------------------ */
 /* small helpers                                                             */
@@ -185,8 +185,7 @@ static size_t utf8_valid(const unsigned char *s, size_t n)
         return 3;
     }
     if (c >= 0xf0 && c <= 0xf4) {
-        if (n < 4 || (s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80 ||
-            (s[3] & 0xc0) != 0x80)
+        if (n < 4 || (s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80 || (s[3] & 0xc0) != 0x80)
             return 0;
         if (c == 0xf0 && s[1] < 0x90)
             return 0;
@@ -267,27 +266,27 @@ static int prepass(const char *in, size_t n, buf *o)
 
 enum ekind {
     E_INLINE = 0,
-    E_DROP,       /* dropped with content, counted */
-    E_QUIET,      /* dropped with content, not counted (title, meta, ...) */
-    E_HEAD,       /* not shown; drops inside still counted */
+    E_DROP,  /* dropped with content, counted */
+    E_QUIET, /* dropped with content, not counted (title, meta, ...) */
+    E_HEAD,  /* not shown; drops inside still counted */
     E_BLOCK,
-    E_PARA,       /* p */
+    E_PARA, /* p */
     E_HEADING,
     E_PRE,
     E_HR,
     E_BR,
     E_IMG,
     E_A,
-    E_LIST,       /* ul, ol, menu, dir */
+    E_LIST, /* ul, ol, menu, dir */
     E_LI,
     E_DD,
     E_QUOTE,
     E_TABLE,
     E_TR,
     E_CELL,
-    E_CONTROL,    /* form controls: dropped, counted */
-    E_VOIDDROP,   /* void in HTML5, a container for libxml2 2.9: the "children" */
-    E_VOID        /* are the following siblings: counted (DROP) or not, walked */
+    E_CONTROL,  /* form controls: dropped, counted */
+    E_VOIDDROP, /* void in HTML5, a container for libxml2 2.9: the "children" */
+    E_VOID      /* are the following siblings: counted (DROP) or not, walked */
 };
 
 struct ename {
@@ -297,35 +296,93 @@ struct ename {
 
 /* Sorted by name for bsearch. */
 static const struct ename enames[] = {
-    {"a", E_A},           {"address", E_BLOCK},   {"applet", E_DROP},
-    {"article", E_BLOCK}, {"aside", E_BLOCK},     {"audio", E_DROP},
-    {"base", E_QUIET},    {"blockquote", E_QUOTE}, {"body", E_BLOCK},
-    {"br", E_BR},         {"button", E_CONTROL},  {"canvas", E_DROP},
-    {"caption", E_BLOCK}, {"center", E_BLOCK},    {"datalist", E_CONTROL},
-    {"dd", E_DD},         {"details", E_BLOCK},   {"dialog", E_BLOCK},
-    {"dir", E_LIST},      {"div", E_BLOCK},       {"dl", E_BLOCK},
-    {"dt", E_BLOCK},      {"embed", E_VOIDDROP},      {"fieldset", E_BLOCK},
-    {"figcaption", E_BLOCK}, {"figure", E_BLOCK}, {"footer", E_BLOCK},
-    {"form", E_DROP},     {"frame", E_DROP},      {"frameset", E_DROP},
-    {"h1", E_HEADING},    {"h2", E_HEADING},      {"h3", E_HEADING},
-    {"h4", E_HEADING},    {"h5", E_HEADING},      {"h6", E_HEADING},
-    {"head", E_HEAD},     {"header", E_BLOCK},    {"hgroup", E_BLOCK},
-    {"hr", E_HR},         {"html", E_BLOCK},      {"iframe", E_DROP},
-    {"img", E_IMG},       {"input", E_CONTROL},   {"keygen", E_VOIDDROP},
-    {"legend", E_BLOCK},  {"li", E_LI},           {"link", E_QUIET},
-    {"listing", E_PRE},   {"main", E_BLOCK},      {"math", E_DROP},
-    {"menu", E_LIST},     {"meta", E_QUIET},      {"nav", E_BLOCK},
-    {"noembed", E_DROP},  {"noframes", E_DROP},   {"noscript", E_DROP},
-    {"object", E_DROP},   {"ol", E_LIST},         {"optgroup", E_CONTROL},
-    {"option", E_CONTROL}, {"output", E_CONTROL}, {"p", E_PARA},
-    {"param", E_QUIET},   {"plaintext", E_PRE},   {"pre", E_PRE},
-    {"script", E_DROP},   {"section", E_BLOCK},   {"select", E_CONTROL},
-    {"source", E_VOID},  {"style", E_DROP},      {"summary", E_BLOCK},
-    {"svg", E_DROP},      {"table", E_TABLE},     {"tbody", E_INLINE},
-    {"td", E_CELL},       {"template", E_DROP},   {"textarea", E_CONTROL},
-    {"tfoot", E_INLINE},  {"th", E_CELL},         {"thead", E_INLINE},
-    {"title", E_QUIET},   {"tr", E_TR},           {"track", E_VOID},
-    {"ul", E_LIST},       {"video", E_DROP},      {"xmp", E_PRE},
+    {"a", E_A},
+    {"address", E_BLOCK},
+    {"applet", E_DROP},
+    {"article", E_BLOCK},
+    {"aside", E_BLOCK},
+    {"audio", E_DROP},
+    {"base", E_QUIET},
+    {"blockquote", E_QUOTE},
+    {"body", E_BLOCK},
+    {"br", E_BR},
+    {"button", E_CONTROL},
+    {"canvas", E_DROP},
+    {"caption", E_BLOCK},
+    {"center", E_BLOCK},
+    {"datalist", E_CONTROL},
+    {"dd", E_DD},
+    {"details", E_BLOCK},
+    {"dialog", E_BLOCK},
+    {"dir", E_LIST},
+    {"div", E_BLOCK},
+    {"dl", E_BLOCK},
+    {"dt", E_BLOCK},
+    {"embed", E_VOIDDROP},
+    {"fieldset", E_BLOCK},
+    {"figcaption", E_BLOCK},
+    {"figure", E_BLOCK},
+    {"footer", E_BLOCK},
+    {"form", E_DROP},
+    {"frame", E_DROP},
+    {"frameset", E_DROP},
+    {"h1", E_HEADING},
+    {"h2", E_HEADING},
+    {"h3", E_HEADING},
+    {"h4", E_HEADING},
+    {"h5", E_HEADING},
+    {"h6", E_HEADING},
+    {"head", E_HEAD},
+    {"header", E_BLOCK},
+    {"hgroup", E_BLOCK},
+    {"hr", E_HR},
+    {"html", E_BLOCK},
+    {"iframe", E_DROP},
+    {"img", E_IMG},
+    {"input", E_CONTROL},
+    {"keygen", E_VOIDDROP},
+    {"legend", E_BLOCK},
+    {"li", E_LI},
+    {"link", E_QUIET},
+    {"listing", E_PRE},
+    {"main", E_BLOCK},
+    {"math", E_DROP},
+    {"menu", E_LIST},
+    {"meta", E_QUIET},
+    {"nav", E_BLOCK},
+    {"noembed", E_DROP},
+    {"noframes", E_DROP},
+    {"noscript", E_DROP},
+    {"object", E_DROP},
+    {"ol", E_LIST},
+    {"optgroup", E_CONTROL},
+    {"option", E_CONTROL},
+    {"output", E_CONTROL},
+    {"p", E_PARA},
+    {"param", E_QUIET},
+    {"plaintext", E_PRE},
+    {"pre", E_PRE},
+    {"script", E_DROP},
+    {"section", E_BLOCK},
+    {"select", E_CONTROL},
+    {"source", E_VOID},
+    {"style", E_DROP},
+    {"summary", E_BLOCK},
+    {"svg", E_DROP},
+    {"table", E_TABLE},
+    {"tbody", E_INLINE},
+    {"td", E_CELL},
+    {"template", E_DROP},
+    {"textarea", E_CONTROL},
+    {"tfoot", E_INLINE},
+    {"th", E_CELL},
+    {"thead", E_INLINE},
+    {"title", E_QUIET},
+    {"tr", E_TR},
+    {"track", E_VOID},
+    {"ul", E_LIST},
+    {"video", E_DROP},
+    {"xmp", E_PRE},
 };
 
 static int ename_cmp(const void *k, const void *e)
@@ -337,15 +394,15 @@ static enum ekind classify(const xmlNode *n)
 {
     if (n->ns != NULL)
         return E_INLINE; /* o:p, v:shape, ...: prefixed names are unknown */
-    const struct ename *e = bsearch(n->name, enames, sizeof enames / sizeof enames[0],
-                                    sizeof enames[0], ename_cmp);
+    const struct ename *e =
+        bsearch(n->name, enames, sizeof enames / sizeof enames[0], sizeof enames[0], ename_cmp);
     return e ? (enum ekind)e->kind : E_INLINE;
 }
 
 static int name_drops(const xmlChar *name)
 {
-    const struct ename *e = bsearch(name, enames, sizeof enames / sizeof enames[0],
-                                    sizeof enames[0], ename_cmp);
+    const struct ename *e =
+        bsearch(name, enames, sizeof enames / sizeof enames[0], sizeof enames[0], ename_cmp);
     return e && (e->kind == E_DROP || e->kind == E_QUIET || e->kind == E_CONTROL);
 }
 
@@ -434,12 +491,12 @@ static long attr_long(const char *v, long dflt)
 enum { K_NORMAL = 0, K_FLAT = 1, K_IGNORED = 2 };
 
 typedef struct parse_state {
-    int cap;               /* node depth cap */
-    unsigned char *kind;   /* per open-name level: K_* */
+    int cap;             /* node depth cap */
+    unsigned char *kind; /* per open-name level: K_* */
     size_t nkind;
-    int suppress;          /* name level of a suppressing element, 0 none */
-    int stopped;           /* we stopped the parser at the name limit */
-    long resume;           /* byte offset where a new parse starts */
+    int suppress; /* name level of a suppressing element, 0 none */
+    int stopped;  /* we stopped the parser at the name limit */
+    long resume;  /* byte offset where a new parse starts */
     int oom;
     size_t flattened;
     startElementSAXFunc start;
@@ -557,14 +614,14 @@ typedef struct frame {
     unsigned char marker; /* li: marker not yet printed */
     unsigned char ordered;
     int saved_tr, saved_list, saved_cell;
-    long counter;         /* list: next number; li: its number */
-    size_t mark;          /* content counter at entry */
-    size_t cells;         /* tr: cells that had content */
+    long counter; /* list: next number; li: its number */
+    size_t mark;  /* content counter at entry */
+    size_t cells; /* tr: cells that had content */
     /* links */
     const char *href;
-    size_t lt_start;      /* offset in linktext */
-    size_t line_start;    /* offset in line of the first content */
-    size_t serial;        /* line serial at that point */
+    size_t lt_start;   /* offset in linktext */
+    size_t line_start; /* offset in line of the first content */
+    size_t serial;     /* line serial at that point */
     int started;
 } frame;
 
@@ -572,30 +629,30 @@ typedef struct render {
     const htmltext_opts *opts;
     htmltext_stats *st;
     buf *out;
-    size_t out_base;      /* out->len when we started */
-    buf line;             /* the line being built, prefix included */
-    size_t line_pfx;      /* bytes of prefix at the start of line */
-    int line_q, prev_q;   /* quote levels of this line and of the last one */
-    size_t serial;        /* lines ended so far */
-    int line_has;         /* line has content (maybe only nbsp) */
-    int space;            /* collapsible space pending */
-    int cellsep;          /* " | " pending */
-    int want;             /* 1: end the line, 2: and a blank line, before content */
-    int blank;            /* blank line pending */
-    int pre;              /* inside pre */
-    int pre_nl;           /* skip a newline right after <pre> */
-    int invisible;        /* inside head */
+    size_t out_base;    /* out->len when we started */
+    buf line;           /* the line being built, prefix included */
+    size_t line_pfx;    /* bytes of prefix at the start of line */
+    int line_q, prev_q; /* quote levels of this line and of the last one */
+    size_t serial;      /* lines ended so far */
+    int line_has;       /* line has content (maybe only nbsp) */
+    int space;          /* collapsible space pending */
+    int cellsep;        /* " | " pending */
+    int want;           /* 1: end the line, 2: and a blank line, before content */
+    int blank;          /* blank line pending */
+    int pre;            /* inside pre */
+    int pre_nl;         /* skip a newline right after <pre> */
+    int invisible;      /* inside head */
     int in_li, in_cell, in_dd;
-    size_t content;       /* content emissions (cell separators) */
+    size_t content; /* content emissions (cell separators) */
     frame *fr;
     size_t nfr, capfr;
-    size_t *pfx;          /* indexes of the frames that prefix lines */
+    size_t *pfx; /* indexes of the frames that prefix lines */
     size_t npfx, cappfx;
     int tr_top, list_top, cell_top;
     /* links */
     int link_depth;
     int link_unstarted;
-    buf lt;               /* text of open links, whitespace collapsed */
+    buf lt; /* text of open links, whitespace collapsed */
     int lt_space, lt_over;
     UIDNA *idna;
     int idna_failed;
@@ -897,10 +954,10 @@ static void put_text(render *r, const xmlChar *text)
 enum ukind { U_FRAGMENT, U_RELATIVE, U_WEB, U_MAILTO, U_TEL, U_OTHER };
 
 typedef struct url {
-    char *s;              /* normalized copy, owned */
+    char *s; /* normalized copy, owned */
     size_t n;
     enum ukind kind;
-    size_t scheme_n;      /* 0: none ("//host") */
+    size_t scheme_n; /* 0: none ("//host") */
     size_t auth_off, auth_n;
     size_t host_off, host_n;
     size_t rest_off;
@@ -1118,8 +1175,8 @@ static size_t host_norm(render *r, const char *h, size_t n, char *o)
             UIDNAInfo info = UIDNA_INFO_INITIALIZER;
             char conv[HT_HOST_MAX + 1];
             ec = U_ZERO_ERROR;
-            int32_t k = uidna_nameToASCII_UTF8(r->idna, tmp, (int32_t)m, conv,
-                                               (int32_t)HT_HOST_MAX, &info, &ec);
+            int32_t k = uidna_nameToASCII_UTF8(r->idna, tmp, (int32_t)m, conv, (int32_t)HT_HOST_MAX,
+                                               &info, &ec);
             if (U_SUCCESS(ec) && k > 0 && k <= HT_HOST_MAX &&
                 (info.errors & ~(uint32_t)(UIDNA_ERROR_EMPTY_LABEL | UIDNA_ERROR_LABEL_TOO_LONG |
                                            UIDNA_ERROR_DOMAIN_NAME_TOO_LONG)) == 0) {
@@ -1144,9 +1201,9 @@ static size_t host_norm(render *r, const char *h, size_t n, char *o)
 static int domain_like(const char *h, size_t n)
 {
     static const char *const not_tld[] = {
-        "htm", "html", "pdf", "doc", "docx", "xls", "xlsx", "ppt", "pptx", "txt", "csv",
-        "jpg", "jpeg", "png", "gif", "bmp", "php", "asp", "aspx", "jsp", "cgi", "exe",
-        "js", "css", "xml", "json", "lzh", "jtd", "msg", "eml"};
+        "htm", "html", "pdf",  "doc", "docx", "xls",  "xlsx", "ppt", "pptx", "txt",
+        "csv", "jpg",  "jpeg", "png", "gif",  "bmp",  "php",  "asp", "aspx", "jsp",
+        "cgi", "exe",  "js",   "css", "xml",  "json", "lzh",  "jtd", "msg",  "eml"};
     if (n < 3 || n > 253)
         return 0;
     size_t labels = 0, numeric = 0, ls = 0;
@@ -1202,8 +1259,8 @@ static int text_is_scheme_url(const char *t, size_t n)
 /* If the link text t[0..n) is as a whole a URL, domain, IPv4 address or mail
  * address, stores the host it names: raw (for display) and normalized.
  * Returns 1 then. */
-static int text_host(render *r, const char *t, size_t n, const char **raw, size_t *rawn,
-                     char *norm, size_t *normn)
+static int text_host(render *r, const char *t, size_t n, const char **raw, size_t *rawn, char *norm,
+                     size_t *normn)
 {
     for (size_t i = 0; i < n; i++)
         if ((unsigned char)t[i] <= 0x20)
@@ -1274,7 +1331,8 @@ static int same_url(const char *t, size_t tn, const url *u)
 
 static void put_marker(render *r, const char *s, size_t n)
 {
-    put_str(r, r->opts->english ? "[link: " : "[\xe3\x83\xaa\xe3\x83\xb3\xe3\x82\xaf\xe5\x85\x88: ");
+    put_str(r,
+            r->opts->english ? "[link: " : "[\xe3\x83\xaa\xe3\x83\xb3\xe3\x82\xaf\xe5\x85\x88: ");
     put_content(r, s, n);
     put_str(r, r->opts->english ? " (disabled)]" : " (\xe7\x84\xa1\xe5\x8a\xb9\xe5\x8c\x96)]");
 }
@@ -1486,8 +1544,8 @@ static void put_img(render *r, const xmlNode *n)
         return; /* tracking pixel / spacer */
     const char *alt = attr(n, "alt");
     size_t a = 0, b = alt ? strlen(alt) : 0;
-    while (a < b && (alt[a] == ' ' || alt[a] == '\t' || alt[a] == '\n' || alt[a] == '\r' ||
-                     alt[a] == '\f'))
+    while (a < b &&
+           (alt[a] == ' ' || alt[a] == '\t' || alt[a] == '\n' || alt[a] == '\r' || alt[a] == '\f'))
         a++;
     while (b > a && (alt[b - 1] == ' ' || alt[b - 1] == '\t' || alt[b - 1] == '\n' ||
                      alt[b - 1] == '\r' || alt[b - 1] == '\f'))
@@ -1740,8 +1798,8 @@ static void walk(render *r, xmlDoc *doc)
         int desc = 0;
         if (n->type == XML_ELEMENT_NODE)
             desc = enter(r, n);
-        else if ((n->type == XML_TEXT_NODE || n->type == XML_CDATA_SECTION_NODE) &&
-                 !r->invisible && n->content)
+        else if ((n->type == XML_TEXT_NODE || n->type == XML_CDATA_SECTION_NODE) && !r->invisible &&
+                 n->content)
             put_text(r, n->content);
         if (desc && n->children) {
             n = n->children;
@@ -1770,8 +1828,8 @@ done:
 
 static int parse_options(void)
 {
-    return HTML_PARSE_RECOVER | HTML_PARSE_NOERROR | HTML_PARSE_NOWARNING |
-           HTML_PARSE_NONET | HTML_PARSE_IGNORE_ENC | HTML_PARSE_NODEFDTD |
+    return HTML_PARSE_RECOVER | HTML_PARSE_NOERROR | HTML_PARSE_NOWARNING | HTML_PARSE_NONET |
+           HTML_PARSE_IGNORE_ENC | HTML_PARSE_NODEFDTD |
            XML_PARSE_HUGE; /* safe: our SAX wrappers bound the depth */
 }
 
@@ -1833,10 +1891,10 @@ int htmltext_render(const char *p, size_t n, const htmltext_opts *opts, buf *out
         return -EFBIG;
     xmlInitParser();
 
-    int cap = opts->max_depth == 0 ? HT_DEFAULT_DEPTH
+    int cap = opts->max_depth == 0             ? HT_DEFAULT_DEPTH
               : opts->max_depth < HT_MIN_DEPTH ? HT_MIN_DEPTH
               : opts->max_depth > HT_MAX_DEPTH ? HT_MAX_DEPTH
-                                                : (int)opts->max_depth;
+                                               : (int)opts->max_depth;
     render r;
     memset(&r, 0, sizeof r);
     r.opts = opts;
@@ -1942,6 +2000,11 @@ int htmltext_defang_text(const char *p, size_t n, buf *out)
     size_t i = 0, copied = 0;
     while (i < n) {
         unsigned char c = (unsigned char)p[i];
+        /* only h, f and w can start what is defanged */
+        if ((c | 0x20) != 'h' && (c | 0x20) != 'f' && (c | 0x20) != 'w') {
+            i++;
+            continue;
+        }
         int word_start = i == 0 || !dt_alnum((unsigned char)p[i - 1]);
         size_t matched = 0;
         const char *shown = NULL;

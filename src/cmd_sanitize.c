@@ -34,7 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define BATCH_MAX 64
+#define BATCH_MAX 256
 #define BATCH_BYTES ((size_t)4 << 20) /* small: memory stays near one message */
 
 static const char usage_text[] =

@@ -16,7 +16,7 @@ int fileio_read_fd(int fd, buf *out)
 {
     for (;;) {
         size_t room = out->cap - out->len;
-        if (room < 65536) {
+        if (room == 0 || out->p == NULL) {
             size_t want = out->max - out->len < 65536 ? out->max - out->len : 65536;
             if (want == 0) {
                 /* At the ceiling: any further byte means the input is too big. */
@@ -52,6 +52,17 @@ int fileio_read_file(const char *path, buf *out)
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return -errno;
+    /* A regular file's size gives the buffer at once (one byte more, so that
+     * the read that sees the end needs no growth); it is only a hint. */
+    struct stat sb;
+    if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size > 0) {
+        size_t room = out->max - out->len;
+        size_t want = (uint64_t)sb.st_size < room ? (size_t)sb.st_size + 1 : room;
+        if (want && buf_reserve(out, want) == -ENOMEM) {
+            close(fd);
+            return -ENOMEM;
+        }
+    }
     int rc = fileio_read_fd(fd, out);
     close(fd);
     return rc;
@@ -98,7 +109,7 @@ static int dir_of(const char *path, char *dir, size_t dirsz)
     return 0;
 }
 
-int fileio_write_atomic(const char *path, const void *p, size_t n, mode_t mode, int sync_dir)
+int fileio_write_atomic(const char *path, const void *p, size_t n, mode_t mode, int sync)
 {
     char dir[PATH_MAX], tmp[PATH_MAX];
     int rc = dir_of(path, dir, sizeof dir);
@@ -112,7 +123,7 @@ int fileio_write_atomic(const char *path, const void *p, size_t n, mode_t mode, 
     rc = fileio_write_all(fd, p, n);
     if (rc == 0 && fchmod(fd, mode) < 0)
         rc = -errno;
-    if (rc == 0 && fsync(fd) < 0)
+    if (rc == 0 && sync && fsync(fd) < 0)
         rc = -errno;
     if (close(fd) < 0 && rc == 0)
         rc = -errno;
@@ -122,7 +133,7 @@ int fileio_write_atomic(const char *path, const void *p, size_t n, mode_t mode, 
         unlink(tmp);
         return rc;
     }
-    return sync_dir ? fileio_fsync_dir(dir) : 0;
+    return sync ? fileio_fsync_dir(dir) : 0;
 }
 
 int fileio_mkdir_p(const char *path, mode_t mode)

@@ -3,9 +3,11 @@
  *
  * fileio_read_fd/fileio_read_file read everything into a buf, failing with
  * -EFBIG past the buffer's maximum instead of growing without bound.
- * fileio_write_atomic writes a file so that it is either absent or complete:
- * a temporary file in the same directory, written fully, fsync()ed, renamed,
- * and (when sync_dir) the directory fsync()ed so the name is durable too.
+ * fileio_write_atomic writes a file so that readers see it either absent or
+ * complete: a temporary file in the same directory, written fully, renamed.
+ * With sync, the file is fsync()ed before the rename and the directory after
+ * it, so that the content and the name are durable when it returns; without,
+ * a crash may lose the file (for results that can be made again).
  * All functions return 0 or a negative errno.
  */
 #ifndef SEKISHO_FILEIO_H
@@ -20,7 +22,7 @@ int fileio_read_fd(int fd, buf *out);
 int fileio_read_file(const char *path, buf *out);
 /* Writes all n bytes, retrying on EINTR and short writes. */
 int fileio_write_all(int fd, const void *p, size_t n);
-int fileio_write_atomic(const char *path, const void *p, size_t n, mode_t mode, int sync_dir);
+int fileio_write_atomic(const char *path, const void *p, size_t n, mode_t mode, int sync);
 int fileio_fsync_dir(const char *dir);
 /* mkdir -p with the given mode for directories it creates. */
 int fileio_mkdir_p(const char *path, mode_t mode);
