@@ -12,6 +12,11 @@ MODE is one of:
                 about 6,000 real mails, in one batch process
   nodemailer    mails composed at test time by nodemailer (tests/js/compose.mjs);
                 outputs re-parsed by postal-mime as well as Python's email package
+  neomutt       mails composed at test time by NeoMutt in batch mode
+                (tests/corpus/compose_neomutt.py): ISO-2022-JP, UTF-8 and Shift_JIS,
+                RFC 2231 names, zip, PPAP, a disguised program; the body must be
+                the fed text exactly, every attachment listed by name, size and
+                SHA-256 of the file attached
   worker-fault  a batch in which the sandboxed worker dies on one message
   worker-hang   a batch in which the sandboxed worker hangs on one message
   hostile       generated hostile mails: 20,000 parts, 300 nested multiparts,
@@ -32,6 +37,7 @@ import glob
 import hashlib
 import json
 import os
+import re
 import time
 import shutil
 import subprocess
@@ -302,6 +308,154 @@ def mode_nodemailer(sekisho, srcdir, work):
             ok(exp["file"])
 
 
+# The rule that opens and closes the notice at the top of a sanitized body.
+NOTICE_RULE = "\u2501" * 40 + "\n"
+LISTED_ITEM = re.compile(r"^  (\d+)\. (.*)$")
+LISTED_SIZE = re.compile(r"^     ([\d,]+) バイト、宣言: (.*)、判定: (.*)$")
+LISTED_SHA = re.compile(r"^     SHA-256: ([0-9a-f]{64})$")
+LISTED_WARN = re.compile(r"^     \u26a0 (.*)$")
+
+
+def split_notice(body):
+    """Splits a (Japanese) sanitized body into (notice, text after it), with
+    LF line ends; returns None if the notice is not where it must be."""
+    norm = body.replace("\r\n", "\n")
+    pieces = norm.split(NOTICE_RULE, 2)
+    if len(pieces) != 3 or pieces[0] != "":
+        return None
+    return pieces[1], pieces[2]
+
+
+def listed_parts(notice):
+    """The removed parts the notice lists: [{n, name, size, declared,
+    detected, sha256, warnings}], in order."""
+    parts = []
+    for line in notice.split("\n"):
+        m = LISTED_ITEM.match(line)
+        if m:
+            parts.append({"n": int(m.group(1)), "name": m.group(2), "warnings": ""})
+            continue
+        if not parts:
+            continue
+        m = LISTED_SIZE.match(line)
+        if m:
+            parts[-1].update(size=int(m.group(1).replace(",", "")), declared=m.group(2),
+                             detected=m.group(3))
+            continue
+        m = LISTED_SHA.match(line)
+        if m:
+            parts[-1]["sha256"] = m.group(1)
+            continue
+        m = LISTED_WARN.match(line)
+        if m:
+            parts[-1]["warnings"] = m.group(1)
+    return parts
+
+
+def mode_neomutt(sekisho, srcdir, work):
+    src = os.path.join(work, "neomutt")
+    r = subprocess.run([sys.executable, os.path.join(srcdir, "tests", "corpus", "compose_neomutt.py"),
+                        src], capture_output=True, timeout=600)
+    if r.returncode != 0:
+        fail("neomutt", "composing failed (exit %d): %s" % (
+            r.returncode, (r.stdout + r.stderr).decode(errors="replace")))
+        return
+    manifest = json.load(open(os.path.join(src, "manifest.json"), encoding="utf-8"))
+    qdir = os.path.join(work, "q")
+    for exp in manifest:
+        name = exp["file"]
+        files = [(a["name"], open(a["path"], "rb").read()) for a in exp["attachments"]]
+        # What NeoMutt composed: the case must be what it claims (charsets,
+        # RFC 2231), and Python's parser must read the names that were fed.
+        raw = open(os.path.join(src, name), "rb").read()
+        raw_lc = raw.decode("latin-1").lower()
+        composed = email.message_from_bytes(raw, policy=email.policy.default)
+        attached = list(composed.iter_attachments())
+        names = [a.get_filename() for a in attached]
+        missing = [s_ for s_ in exp["raw"] if s_ not in raw_lc]
+        if missing or names != [n for n, _ in files]:
+            fail(name, "NeoMutt composed something else: lacks %r; attachment names %r" % (missing, names))
+            continue
+        # NeoMutt converts a text attachment to the mail's charset: then the
+        # part must be the same text as the file, and its bytes are what the
+        # notice must describe.
+        delivered, why = [], None
+        for (fname, data), part in zip(files, attached):
+            payload = part.get_payload(decode=True)
+            if payload != data:
+                label = part.get_content_charset()
+                try:
+                    same = (part.get_content_maintype() == "text" and label is not None and
+                            payload.decode(label) == data.decode("utf-8"))
+                except (LookupError, UnicodeDecodeError):
+                    same = False
+                if not same:
+                    why = "%s: the part is not the attached file" % fname
+                    break
+            delivered.append((fname, payload))
+        if why:
+            fail(name, "NeoMutt composed something else: " + why)
+            continue
+        files = delivered
+        r, original = run_one(sekisho, os.path.join(src, name), qdir)
+        if r.returncode != 0:
+            fail(name, "exit %d: %s" % (r.returncode, r.stderr.decode(errors="replace")))
+            continue
+        got = invariants(name, r.stdout, original=original)
+        if got is None:
+            continue
+        msg, body = got
+        problems = []
+        subject = str(msg.get("Subject", ""))
+        if subject != "[外部] " + exp["subject"]:
+            problems.append("subject %r, fed %r" % (subject, exp["subject"]))
+        # Python puts a space between adjacent encoded words of a display
+        # name (see mode_nodemailer): compared without spaces.
+        if exp["realname"].replace(" ", "") not in str(msg.get("From", "")).replace(" ", ""):
+            problems.append("From %r lacks %r" % (str(msg.get("From", "")), exp["realname"]))
+        split = split_notice(body)
+        if split is None:
+            fail(name, "no notice at the top of the body\n--- body ---\n" + body)
+            continue
+        notice, text = split
+        if text.strip("\n") != exp["body"].strip("\n"):
+            problems.append("text after the notice %r, fed %r" % (text, exp["body"]))
+        listed = listed_parts(notice)
+        want = [{"n": i + 1, "name": n, "size": len(d), "sha256": hashlib.sha256(d).hexdigest()}
+                for i, (n, d) in enumerate(files)]
+        seen = [{k: p.get(k) for k in ("n", "name", "size", "sha256")} for p in listed]
+        if seen != want:
+            problems.append("listed %r, attached %r" % (seen, want))
+        for p in listed:
+            expected = exp["warnings"].get(p["name"], [])
+            for w in expected:
+                if w not in p["warnings"]:
+                    problems.append("%s: warning %r missing (got %r)" % (p["name"], w, p["warnings"]))
+            if not expected and p["warnings"]:
+                problems.append("%s: unexpected warning %r" % (p["name"], p["warnings"]))
+        summary = str(msg.get("X-Sekisho-Sanitized", ""))
+        if "removed-parts=%d;" % len(files) not in summary:
+            problems.append("summary %r, expected removed-parts=%d" % (summary, len(files)))
+        if problems:
+            fail(name, "; ".join(problems) + "\n--- body ---\n" + body)
+            continue
+        qid = str(msg["X-Sekisho-Quarantine-Id"])
+        if not check_original(name, sekisho, qdir, qid, original):
+            continue
+        # The index holds the same parts under the same decoded names.
+        r = subprocess.run([sekisho, "quarantine", "show", "--json", "-q", qdir, qid],
+                           capture_output=True, timeout=60)
+        try:
+            shown = json.loads(r.stdout)["parts"] if r.returncode == 0 else None
+        except ValueError:
+            shown = None
+        shown = [(p["filename"], p["size"], p["sha256"]) for p in shown or []]
+        if shown != [(w["name"], w["size"], w["sha256"]) for w in want]:
+            fail(name, "quarantine show %s: exit %d, parts %r" % (qid, r.returncode, shown))
+            continue
+        ok(name)
+
+
 def mode_python_email(sekisho, srcdir, work):
     files = sorted(glob.glob("/usr/lib/python3.11/test/test_email/data/msg_*.txt"))
     if not files:
@@ -529,7 +683,8 @@ def main():
     sekisho, srcdir, mode = sys.argv[1:]
     work = tempfile.mkdtemp(prefix="sekisho-corpus-")
     try:
-        {"composed": mode_composed, "python-email": mode_python_email, "nodemailer": mode_nodemailer, "worker-fault": mode_worker_fault, "worker-hang": mode_worker_hang,
+        {"composed": mode_composed, "python-email": mode_python_email, "nodemailer": mode_nodemailer,
+         "neomutt": mode_neomutt, "worker-fault": mode_worker_fault, "worker-hang": mode_worker_hang,
          "spamassassin": mode_spamassassin, "hostile": mode_hostile}[mode](
             os.path.abspath(sekisho), os.path.abspath(srcdir), work)
     finally:
