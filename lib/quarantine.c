@@ -1292,7 +1292,7 @@ int quarantine_purge(quarantine *q, int64_t now, int dry_run, quarantine_list_fn
     while ((src = sqlite3_step(st)) == SQLITE_ROW) {
         quarantine_entry e;
         fill_entry(st, &e);
-        if (fn && fn(&e, arg) != 0) {
+        if (fn && (rc = fn(&e, arg)) != 0) {
             src = SQLITE_DONE;
             break;
         }
@@ -1316,7 +1316,11 @@ int quarantine_purge(quarantine *q, int64_t now, int dry_run, quarantine_list_fn
     if (src != SQLITE_DONE)
         rc = dbfail(q, err, src, "purge");
     sqlite3_finalize(st);
-    if (rc || dry_run || n == 0)
+    if (rc) {
+        n = 0; /* fn stopped it, or the index failed: nothing is removed */
+        goto out;
+    }
+    if (dry_run || n == 0)
         goto out;
 
     /* Rows first, durably; then the stored bytes. The retain_until check is

@@ -98,7 +98,8 @@ typedef int (*quarantine_show_fn)(const quarantine_entry *e, const quarantine_pa
 int quarantine_show(quarantine *q, const char *id, quarantine_show_fn fn, void *arg, buf *err);
 
 /* Entries whose retain_until is before now (unix seconds) are expired. Calls fn
- * (may be NULL) for each, oldest first; with dry_run (the safe default for
+ * (may be NULL) for each, oldest first; a non-zero return from fn stops the
+ * purge before anything is removed, and is returned. With dry_run (the safe default for
  * callers), nothing is changed. Without dry_run, each expired entry is removed:
  * its index row is deleted durably first, then its stored bytes are removed
  * (the whole segment when nothing else in it is kept and no writer holds it,

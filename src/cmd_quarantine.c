@@ -649,7 +649,9 @@ static int purge_one(const quarantine_entry *e, void *arg)
     fputs("  ", stdout);
     put_cut(stdout, e->subject, 40, 0);
     fputc('\n', stdout);
-    return 0;
+    /* The list is the record of what --delete removes: it must be out
+     * before anything is removed (a non-zero return stops the purge). */
+    return fflush(stdout) != 0 || ferror(stdout) ? -EIO : 0;
 }
 
 static int do_purge(int argc, char **argv)
@@ -667,7 +669,10 @@ static int do_purge(int argc, char **argv)
     buf_init(&err, 8192);
     uint64_t n = 0;
     int rc = quarantine_purge(q, (int64_t)time(NULL), !o.del, purge_one, NULL, &n, &err);
-    fflush(stdout);
+    if (fflush(stdout) != 0 && rc == 0)
+        rc = -EIO;
+    if (rc == -EIO && err.len == 0)
+        buf_printf(&err, "standard output: %s (nothing was removed)", strerror(EIO));
     if (rc)
         msg_warn("削除に失敗 / purge failed: %s", buf_cstr(&err));
     if (!o.del)

@@ -338,6 +338,19 @@ def run_tests(sekisho, work):
           "list after dry runs: %r" % cli.list_rows())
     originals_intact("after-dry-run", stored)
 
+    # The list is the record of what --delete removes: when it cannot be
+    # written (a full disk), purge fails (74) and removes nothing.
+    with open("/dev/full", "wb") as full:
+        r = subprocess.run(["faketime", "-f", "+2d", cli.sekisho, "quarantine", "purge",
+                            "--delete", "-q", cli.qdir], stdout=full, stderr=subprocess.PIPE,
+                           env=cli.env, timeout=120)
+    err = r.stderr.decode("utf-8", errors="replace")
+    check("purge-delete-output-error", r.returncode == 74 and "nothing was removed" in err,
+          "exit %d, stderr %r" % (r.returncode, err))
+    check("purge-delete-output-error-changes-nothing", cli.list_rows() == rows,
+          "list after the failed purge: %r" % cli.list_rows())
+    originals_intact("after-failed-delete", stored)
+
     # --delete two days ahead removes exactly the two 1-day originals.
     got = purge("purge-delete", "+2d", True)
     if got is not None:

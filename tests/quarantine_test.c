@@ -822,6 +822,12 @@ static void test_purge(void)
     long long off1 = stored_loc(dir, ids[1], p1, sizeof p1);
     uint64_t n = 99;
     int seen = 0;
+    /* fn stopping the purge: its value comes back, and nothing is removed */
+    CHECK_INT(quarantine_purge(q, 300, 0, stop_fn, &seen, &n, NULL), 42);
+    CHECK_INT(seen, 2);
+    CHECK_INT(n, 0);
+    CHECK_INT(n_entries(q), 4);
+    seen = 0;
     CHECK_INT(quarantine_purge(q, 300, 1, count_entry, &seen, &n, NULL), 0);
     CHECK_INT(n, 2);
     CHECK_INT(seen, 2);
