@@ -25,7 +25,7 @@
 #include <string.h>
 #include <strings.h>
 
-#define ATTACH_MAGIC_BYTES ((size_t)4 << 20)
+#define ATTACH_MAGIC_BYTES ((size_t)1 << 20) /* as file(1) 5.44 reads by default */
 #define ATTACH_MAX_ENTRIES 10000u
 #define ATTACH_EXT_MAX 12
 
