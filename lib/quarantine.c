@@ -1316,10 +1316,8 @@ int quarantine_purge(quarantine *q, int64_t now, int dry_run, quarantine_list_fn
     if (src != SQLITE_DONE)
         rc = dbfail(q, err, src, "purge");
     sqlite3_finalize(st);
-    if (rc) {
-        n = 0; /* fn stopped it, or the index failed: nothing is removed */
-        goto out;
-    }
+    if (rc)
+        goto out; /* fn stopped it, or the index failed: nothing is removed */
     if (dry_run || n == 0)
         goto out;
 
@@ -1348,7 +1346,7 @@ int quarantine_purge(quarantine *q, int64_t now, int dry_run, quarantine_list_fn
     committed = 1;
     rc = remove_purged(q, pp, n, err);
 out:
-    if (count && (dry_run || committed))
+    if (count && (committed || (dry_run && rc == 0)))
         *count = n;
     for (size_t i = 0; ids && i < n; i++) {
         free(ids[i]);

@@ -6,7 +6,13 @@
  *   function over memory it inherited (the message is read before the fork),
  *   writing its result into a pipe. The parent reads that pipe under a wall
  *   clock and a byte limit, reaps the child and says in words what happened.
- *   The CLI runs one child per message; the milter's worker pool will too.
+ *   sandbox_worker_start() forks a child locked down the same way that
+ *   answers requests until it is stopped: the input is put into a shared
+ *   region the child maps read-only (from a descriptor opened O_RDONLY
+ *   through /proc, so mprotect() cannot make it writable; the mapping is made
+ *   before the lock-down and the descriptor closed), the request and the
+ *   reply (length-prefixed) cross one socketpair on fd 3. The CLI runs one
+ *   worker for a whole run (recycled every 1000 messages), the milter a pool.
  *
  * CONTRACT
  *   0 only when the child exited 0 and its output fit; every other outcome
@@ -22,9 +28,11 @@
  *      an ignored SIGPIPE, ASan's SEGV handler do not belong in the child:
  *      a crash is reported as the signal that caused it); GLib's log handler
  *      replaced (below); TZ pinned so that glibc reads the zone file once;
- *   2. the result pipe moved to fd 3, every other descriptor closed, 0 and 1
+ *   2. a worker's input region mapped read-only; the result pipe (a worker:
+ *      its socket) moved to fd 3, every other descriptor closed, 0 and 1
  *      included (only 2, stderr, stays for diagnostics);
- *   3. rlimits: AS = inherited address space + max_memory_bytes (so callers
+ *   3. rlimits: AS = inherited address space + a worker's region +
+ *      max_memory_bytes (so callers
  *      need not know how much ICU and the libraries map), CPU = cpu_seconds
  *      (hard = soft + 1: SIGXCPU, then SIGKILL), FSIZE = 0 (SIGXFSZ
  *      ignored: when stderr is a regular file, the child's diagnostics fail
@@ -42,6 +50,8 @@
  * THE ALLOW-LIST (default action SCMP_ACT_KILL_PROCESS: the child dies with
  * SIGSYS; a syscall of a foreign ABI (x32, i386 via int 0x80) is killed too)
  *   write      only fd 3 (the result) and fd 2 (stderr): argument filter.
+ *   read       only fd 3: a worker's requests (a one-shot child's fd 3 is the
+ *              write end of a pipe, so there is nothing to read there).
  *   writev     only fd 2: glibc's fatal messages ("malloc(): corrupted ...").
  *   mmap, mprotect   only without PROT_EXEC (masked compare on the prot
  *              argument): malloc and ICU need anonymous memory, never new
@@ -72,12 +82,12 @@
  *              also replaces GLib's default log handler with a plain one,
  *              because the default one stamps local time: stat/open of
  *              /etc/localtime.)
- *   Denied, so killed: creat/openat2/stat of paths, read (the child has
- *   nothing to read: its input is in memory), socket/connect/bind/sendto,
+ *   Denied, so killed: creat/openat2/stat of paths, read of any other
+ *   descriptor (the input is in memory), socket/connect/bind/sendto,
  *   execve/execveat, fork/vfork/clone/clone3, ptrace, kill (other than the
  *   one tgkill above), dup/dup2/dup3/fcntl, pipe, mknod, chdir, chroot,
- *   mount, prctl, seccomp, bpf, io_uring, AIO (the quarantine module's AIO
- *   runs in the parent), rt_sigaction (the handlers stay as step 1 left them).
+ *   mount, prctl, seccomp, bpf, io_uring, AIO, rt_sigaction (the handlers
+ *   stay as step 1 left them).
  *
  * DEBUGGING: SEKISHO_SANDBOX_DEBUG=1 makes the default action SCMP_ACT_TRAP.
  *   A SIGSYS handler prints "sandbox: denied syscall N" to stderr, counts it
@@ -131,6 +141,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -306,6 +317,9 @@ static scmp_filter_ctx build_filter(int debug)
     rc = rc ? rc : seccomp_attr_set(f, SCMP_FLTATR_CTL_NNP, 1);
 
     rc = rc ? rc : allow_if(f, SCMP_SYS(write), arg_cmp(0, SCMP_CMP_EQ, SB_RESULT_FD, 0));
+    /* a worker's requests arrive on the same socket (a one-shot child's fd 3
+     * is the write end of a pipe: nothing to read there) */
+    rc = rc ? rc : allow_if(f, SCMP_SYS(read), arg_cmp(0, SCMP_CMP_EQ, SB_RESULT_FD, 0));
     rc = rc ? rc : allow_if(f, SCMP_SYS(write), arg_cmp(0, SCMP_CMP_EQ, 2, 0));
     rc = rc ? rc : allow_if(f, SCMP_SYS(writev), arg_cmp(0, SCMP_CMP_EQ, 2, 0));
 
@@ -313,17 +327,30 @@ static scmp_filter_ctx build_filter(int debug)
     rc = rc ? rc : allow_if(f, SCMP_SYS(mprotect), arg_cmp(2, SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
     /* Allowed without conditions; why each is here: see the top of this file. */
     static const int plain[] = {
-        SCMP_SYS(munmap), SCMP_SYS(mremap), SCMP_SYS(brk), SCMP_SYS(madvise),
-        SCMP_SYS(futex), SCMP_SYS(clock_gettime), SCMP_SYS(clock_getres),
+        SCMP_SYS(munmap),
+        SCMP_SYS(mremap),
+        SCMP_SYS(brk),
+        SCMP_SYS(madvise),
+        SCMP_SYS(futex),
+        SCMP_SYS(clock_gettime),
+        SCMP_SYS(clock_getres),
         SCMP_SYS(gettimeofday),
 #ifdef __NR_time
         SCMP_SYS(time),
 #endif
-        SCMP_SYS(getrandom), SCMP_SYS(close), SCMP_SYS(getpid), SCMP_SYS(gettid),
-        SCMP_SYS(rt_sigprocmask), SCMP_SYS(exit), SCMP_SYS(exit_group), SCMP_SYS(rt_sigreturn),
-        SCMP_SYS(restart_syscall), SCMP_SYS(sched_yield),
+        SCMP_SYS(getrandom),
+        SCMP_SYS(close),
+        SCMP_SYS(getpid),
+        SCMP_SYS(gettid),
+        SCMP_SYS(rt_sigprocmask),
+        SCMP_SYS(exit),
+        SCMP_SYS(exit_group),
+        SCMP_SYS(rt_sigreturn),
+        SCMP_SYS(restart_syscall),
+        SCMP_SYS(sched_yield),
         /* a per-item time limit inside the child (its SIGALRM ends it) */
-        SCMP_SYS(alarm), SCMP_SYS(setitimer),
+        SCMP_SYS(alarm),
+        SCMP_SYS(setitimer),
     };
     for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++)
         rc = rc ? rc : allow(f, plain[i]);
@@ -404,8 +431,13 @@ static void close_from(unsigned lowfd)
         close((int)fd);
 }
 
+/* A worker's view of its shared input region (read-only; set in the child). */
+static const uint8_t *child_shared;
+static size_t child_shared_len;
+
 static _Noreturn void child_main(const sandbox_limits *lim, sandbox_fn fn, void *arg, int rfd,
-                                 int wfd, struct sb_shared *sh, int use_seccomp, int debug)
+                                 int wfd, int shared_fd, size_t shared_len, struct sb_shared *sh,
+                                 int use_seccomp, int debug)
 {
     /* 1. signals */
     struct sigaction dfl;
@@ -431,9 +463,20 @@ static _Noreturn void child_main(const sandbox_limits *lim, sandbox_fn fn, void 
         setenv("TZ", ":/etc/localtime", 0);
     tzset();
 
-    /* 2. descriptors (the address-space size is read while /proc can still be opened) */
+    /* 2. descriptors (the address-space size is read while /proc can still be opened);
+     * a worker maps its input region from a read-only descriptor, so that
+     * not even mprotect() can make it writable, and keeps no descriptor of it */
     uint64_t vm = lim->max_memory_bytes ? inherited_vm_bytes() : 0;
-    close(rfd);
+    if (shared_fd >= 0) {
+        void *m = mmap(NULL, shared_len, PROT_READ, MAP_SHARED, shared_fd, 0);
+        if (m == MAP_FAILED)
+            child_fail(sh, SB_STAGE_FDS, errno, SB_EXIT_SETUP);
+        close(shared_fd);
+        child_shared = m;
+        child_shared_len = shared_len;
+    }
+    if (rfd >= 0)
+        close(rfd);
     if (wfd != SB_RESULT_FD) {
         if (dup2(wfd, SB_RESULT_FD) < 0)
             child_fail(sh, SB_STAGE_FDS, errno, SB_EXIT_SETUP);
@@ -449,7 +492,7 @@ static _Noreturn void child_main(const sandbox_limits *lim, sandbox_fn fn, void 
     /* 3. rlimits */
     int bad = 0;
     if (lim->max_memory_bytes) {
-        uint64_t as = vm + lim->max_memory_bytes;
+        uint64_t as = vm + shared_len + lim->max_memory_bytes;
         if (as < vm)
             as = UINT64_MAX;
         bad |= set_limit(RLIMIT_AS, as, as);
@@ -706,7 +749,7 @@ int sandbox_run(const sandbox_limits *lim, sandbox_fn fn, void *arg, buf *out, b
         return -e;
     }
     if (pid == 0)
-        child_main(lim, fn, arg, p[0], p[1], sh, use_seccomp, debug);
+        child_main(lim, fn, arg, p[0], p[1], -1, 0, sh, use_seccomp, debug);
     close(p[1]);
 
     /* Read the result until EOF, then wait for the exit; both under the deadline. */
@@ -798,5 +841,337 @@ int sandbox_run(const sandbox_limits *lim, sandbox_fn fn, void *arg, buf *out, b
         rc = judge(lim, st, sh, debug, status_text);
     }
     munmap(sh, sizeof *sh);
+    return rc;
+}
+
+/* ---- persistent workers ---------------------------------------------------- */
+
+struct sandbox_worker {
+    pid_t pid;
+    int pidfd; /* -1 on kernels without pidfd_open */
+    int sock;  /* requests out, replies in */
+    uint8_t *shared;
+    size_t shared_len;
+    struct sb_shared *sh;
+    sandbox_limits lim;
+    int debug;
+    uint64_t calls;
+};
+
+struct serve_arg {
+    sandbox_worker_fn fn;
+    void *arg;
+};
+
+/* Reads exactly n bytes; 1 = done, 0 = EOF before any byte, -1 = error or
+ * EOF inside. */
+static int read_full(int fd, void *p, size_t n)
+{
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = read(fd, (char *)p + got, n - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return r == 0 && got == 0 ? 0 : -1;
+        got += (size_t)r;
+    }
+    return 1;
+}
+
+/* The worker's loop (in the child, locked down): a request is the length of
+ * the input the parent put at the start of the shared region; fn answers it
+ * with sandbox_reply(). Ends when the parent closes its end. */
+static int serve(void *argp, int fd)
+{
+    struct serve_arg *a = argp;
+    for (;;) {
+        uint64_t len = 0;
+        int r = read_full(fd, &len, sizeof len);
+        if (r == 0)
+            return 0;
+        if (r < 0 || len > child_shared_len)
+            return 2;
+        int rc = a->fn(a->arg, child_shared, (size_t)len, fd);
+        if (rc != 0)
+            return rc;
+    }
+}
+
+int sandbox_reply(int fd, const void *p, size_t n)
+{
+    uint64_t len = n;
+    int rc = sandbox_write(fd, &len, sizeof len);
+    return rc ? rc : sandbox_write(fd, p, n);
+}
+
+sandbox_worker *sandbox_worker_start(const sandbox_limits *lim, size_t shared_len,
+                                     sandbox_worker_fn fn, void *arg, buf *status_text)
+{
+    static const sandbox_limits none;
+    if (lim == NULL)
+        lim = &none;
+    if (shared_len == 0)
+        shared_len = 1;
+    int debug = env_is_1("SEKISHO_SANDBOX_DEBUG");
+    int use_seccomp = sandbox_available();
+    if (!use_seccomp) {
+        if (lim->require_seccomp) {
+            say(status_text, "seccomp is required but not available here; not started");
+            errno = EOPNOTSUPP;
+            return NULL;
+        }
+        if (atomic_exchange(&warned_unavailable, 1) == 0)
+            msg_warn("sandbox: seccomp is not available; untrusted input is parsed with "
+                     "rlimits and closed descriptors only");
+    }
+    sandbox_worker *w = xcalloc(1, sizeof *w);
+    w->pid = -1;
+    w->pidfd = w->sock = -1;
+    w->lim = *lim;
+    w->debug = debug;
+    w->shared_len = shared_len;
+    int e = 0, mfd = -1, rofd = -1, sv[2] = {-1, -1};
+    const char *step = "";
+    w->sh = mmap(NULL, sizeof *w->sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (w->sh == MAP_FAILED) {
+        w->sh = NULL;
+        e = errno, step = "mmap";
+        goto fail;
+    }
+    memset(w->sh, 0, sizeof *w->sh);
+    /* The input region: a memfd the parent maps read-write; the worker gets a
+     * descriptor opened read-only (through /proc), so its mapping can never
+     * be made writable: a compromised worker cannot change an original the
+     * parent is about to store. */
+    mfd = memfd_create("sekisho-input", MFD_CLOEXEC);
+    if (mfd < 0) {
+        e = errno, step = "memfd_create";
+        goto fail;
+    }
+    if (ftruncate(mfd, (off_t)shared_len) < 0) {
+        e = errno, step = "ftruncate";
+        goto fail;
+    }
+    w->shared = mmap(NULL, shared_len, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+    if (w->shared == MAP_FAILED) {
+        w->shared = NULL;
+        e = errno, step = "mmap";
+        goto fail;
+    }
+    char self[64];
+    snprintf(self, sizeof self, "/proc/self/fd/%d", mfd);
+    rofd = open(self, O_RDONLY | O_CLOEXEC);
+    if (rofd < 0) {
+        e = errno, step = "reopening the input region read-only (/proc)";
+        goto fail;
+    }
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+        e = errno, step = "socketpair";
+        goto fail;
+    }
+    struct serve_arg sa = {fn, arg};
+    w->pid = fork();
+    if (w->pid < 0) {
+        e = errno, step = "fork";
+        goto fail;
+    }
+    if (w->pid == 0) {
+        close(mfd);
+        child_main(lim, serve, &sa, sv[0], sv[1], rofd, shared_len, w->sh, use_seccomp, debug);
+    }
+    close(mfd);
+    close(rofd);
+    close(sv[1]);
+    w->sock = sv[0];
+    w->pidfd = (int)syscall(SYS_pidfd_open, w->pid, 0u);
+    return w;
+fail:
+    say(status_text, "%s: %s", step, strerror(e));
+    if (mfd >= 0)
+        close(mfd);
+    if (rofd >= 0)
+        close(rofd);
+    if (sv[0] >= 0)
+        close(sv[0]);
+    if (sv[1] >= 0)
+        close(sv[1]);
+    if (w->shared)
+        munmap(w->shared, shared_len);
+    if (w->sh)
+        munmap(w->sh, sizeof *w->sh);
+    free(w);
+    errno = e;
+    return NULL;
+}
+
+uint8_t *sandbox_worker_input(sandbox_worker *w, size_t *cap)
+{
+    if (cap)
+        *cap = w ? w->shared_len : 0;
+    return w ? w->shared : NULL;
+}
+
+uint64_t sandbox_worker_calls(const sandbox_worker *w)
+{
+    return w ? w->calls : 0;
+}
+
+/* Waits until fd is readable or the deadline (ms, monotonic; 0 = none)
+ * passes. 1 readable, 0 timed out, -errno. */
+static int wait_readable(int fd, int64_t deadline)
+{
+    for (;;) {
+        int timeout = -1;
+        if (deadline) {
+            int64_t left = deadline - now_ms();
+            if (left <= 0)
+                return 0;
+            timeout = left > INT_MAX ? INT_MAX : (int)left;
+        }
+        struct pollfd pf = {.fd = fd, .events = POLLIN};
+        int r = poll(&pf, 1, timeout);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -errno;
+        if (r > 0)
+            return 1;
+    }
+}
+
+/* Reads n bytes under the deadline: 0, -ETIMEDOUT, -EPIPE (EOF), -errno. */
+static int read_deadline(int fd, void *p, size_t n, int64_t deadline)
+{
+    size_t got = 0;
+    while (got < n) {
+        int r = wait_readable(fd, deadline);
+        if (r == 0)
+            return -ETIMEDOUT;
+        if (r < 0)
+            return r;
+        ssize_t k = read(fd, (char *)p + got, n - got);
+        if (k < 0 && (errno == EINTR || errno == EAGAIN))
+            continue;
+        if (k < 0)
+            return -errno;
+        if (k == 0)
+            return -EPIPE;
+        got += (size_t)k;
+    }
+    return 0;
+}
+
+/* Ends the worker process: closes its socket (a live worker then leaves its
+ * loop), waits up to grace_ms for it, kills it otherwise, and reaps it. The
+ * region stays mapped until worker_free(). Returns what became of it
+ * (sandbox_run's codes: 0 = exited 0). */
+static int worker_end(sandbox_worker *w, int64_t grace_ms, int kill_now, buf *status_text)
+{
+    int st = 0, rc = 0;
+    if (w->sock >= 0)
+        close(w->sock);
+    w->sock = -1;
+    if (w->pid > 0) {
+        pid_t got = 0;
+        if (!kill_now) {
+            int64_t deadline = now_ms() + grace_ms;
+            while ((got = waitpid(w->pid, &st, WNOHANG)) == 0 && now_ms() < deadline) {
+                if (w->pidfd >= 0)
+                    wait_readable(w->pidfd, deadline);
+                else
+                    usleep(2000);
+            }
+        }
+        if (got == 0 || kill_now) {
+            kill(w->pid, SIGKILL);
+            got = reap(w->pid, &st);
+        }
+        rc = got == w->pid ? judge(&w->lim, st, w->sh, w->debug, status_text) : -ECHILD;
+        if (got != w->pid)
+            say(status_text, "the worker could not be reaped: %s", strerror(errno));
+        w->pid = -1;
+    }
+    if (w->pidfd >= 0)
+        close(w->pidfd);
+    w->pidfd = -1;
+    return rc;
+}
+
+int sandbox_worker_alive(const sandbox_worker *w)
+{
+    return w != NULL && w->pid > 0;
+}
+
+int sandbox_worker_call(sandbox_worker *w, size_t len, uint64_t timeout_ms, buf *out,
+                        buf *status_text)
+{
+    if (w == NULL || len > w->shared_len)
+        return -EINVAL;
+    if (w->pid <= 0) {
+        say(status_text, "the worker has ended");
+        return -ECHILD;
+    }
+    int64_t deadline =
+        timeout_ms ? now_ms() + (int64_t)(timeout_ms > INT64_MAX / 4 ? INT64_MAX / 4 : timeout_ms)
+                   : 0;
+    uint64_t req = len, rlen = 0;
+    uint64_t limit = w->lim.max_output_bytes ? w->lim.max_output_bytes : UINT64_MAX;
+    int rc = 0;
+    const char *what = "";
+    ssize_t s;
+    do
+        s = send(w->sock, &req, sizeof req, MSG_NOSIGNAL);
+    while (s < 0 && errno == EINTR);
+    if (s != (ssize_t)sizeof req) {
+        rc = s < 0 ? -errno : -EIO;
+        what = "sending the request";
+    }
+    if (rc == 0 && (rc = read_deadline(w->sock, &rlen, sizeof rlen, deadline)) != 0)
+        what = "reading the reply";
+    if (rc == 0 && (rlen > limit || rlen > out->max - out->len)) {
+        rc = -EMSGSIZE;
+        what = "reading the reply";
+    }
+    if (rc == 0) {
+        if ((rc = buf_reserve(out, (size_t)rlen)) != 0) {
+            rc = rc == -ENOSPC ? -EMSGSIZE : rc;
+        } else if ((rc = read_deadline(w->sock, out->p + out->len, (size_t)rlen, deadline)) == 0) {
+            out->len += (size_t)rlen;
+            out->p[out->len] = 0;
+        }
+        what = "reading the reply";
+    }
+    if (rc == 0) {
+        w->calls++;
+        return 0;
+    }
+    /* The worker is gone or misbehaved: end it and say why. */
+    int end = worker_end(w, 0, 1, status_text);
+    if (rc == -ETIMEDOUT) {
+        say(status_text, "wall-time limit of %llu ms exceeded; killed",
+            (unsigned long long)timeout_ms);
+        return -ETIMEDOUT;
+    }
+    if (rc == -EMSGSIZE) {
+        say(status_text, "reply of %llu bytes passes the limit; killed", (unsigned long long)rlen);
+        return -EMSGSIZE;
+    }
+    if (rc == -EPIPE || rc == -ECONNRESET) /* it died: judge() said how */
+        return end ? end : -ECHILD;
+    say(status_text, "%s: %s; killed", what, strerror(-rc));
+    return rc;
+}
+
+int sandbox_worker_stop(sandbox_worker *w, buf *status_text)
+{
+    if (w == NULL)
+        return 0;
+    int rc = w->pid > 0 ? worker_end(w, 2000, 0, status_text) : 0;
+    if (w->shared)
+        munmap(w->shared, w->shared_len);
+    if (w->sh)
+        munmap(w->sh, sizeof *w->sh);
+    free(w);
     return rc;
 }

@@ -59,6 +59,49 @@ typedef int (*sandbox_fn)(void *arg, int result_fd);
  */
 int sandbox_run(const sandbox_limits *lim, sandbox_fn fn, void *arg, buf *out, buf *status_text);
 
+/*
+ * A persistent worker: one sandboxed child (the same lock-down as
+ * sandbox_run()) that answers requests until it is stopped, so that a stream
+ * of messages does not pay a fork each. Input goes through a shared region
+ * of shared_len bytes: the caller writes the input at its start
+ * (sandbox_worker_input()) and calls sandbox_worker_call(); in the child,
+ * fn(arg, input, len, fd) sees that region read-only (a mapping of a
+ * read-only descriptor: the worker cannot alter an input the caller keeps)
+ * and answers with exactly one sandbox_reply(fd, ...). A non-zero return
+ * from fn ends the worker. RLIMIT_AS counts the region on top of
+ * max_memory_bytes; cpu_seconds is for the worker's whole life (recycle
+ * it); wall_ms is unused (each call has its own timeout).
+ */
+typedef struct sandbox_worker sandbox_worker;
+typedef int (*sandbox_worker_fn)(void *arg, const uint8_t *input, size_t len, int fd);
+
+/* Starts a worker. NULL with errno set and status_text saying why. */
+sandbox_worker *sandbox_worker_start(const sandbox_limits *lim, size_t shared_len,
+                                     sandbox_worker_fn fn, void *arg, buf *status_text);
+/* The writable start of the input region (cap: its size). */
+uint8_t *sandbox_worker_input(sandbox_worker *w, size_t *cap);
+/* Requests made so far that were answered. */
+uint64_t sandbox_worker_calls(const sandbox_worker *w);
+/* Hands the first len bytes of the region to the worker and appends its reply
+ * to out, waiting at most timeout_ms (0 = no limit). 0 on success. On any
+ * failure the worker process is ended (killed and reaped; the region stays
+ * readable by the caller until sandbox_worker_stop(), which the caller must
+ * call before starting another) and the code says how, as for sandbox_run(): -ETIMEDOUT,
+ * -EMSGSIZE (reply over max_output_bytes or out->max), -EPERM (seccomp),
+ * -ECHILD (crashed, e.g. by a parser fault, or exited), -EOPNOTSUPP, or
+ * another -errno; status_text says it in words. out may then hold a partial
+ * reply, which the caller must not use. */
+int sandbox_worker_call(sandbox_worker *w, size_t len, uint64_t timeout_ms, buf *out,
+                        buf *status_text);
+/* 1 while the worker process runs (no failed call yet), else 0. */
+int sandbox_worker_alive(const sandbox_worker *w);
+/* Ends a worker: it leaves its loop when its socket closes; after 2 s it is
+ * killed. Reaps it, unmaps the region and frees w (NULL is a no-op). Returns
+ * 0 when it exited cleanly (or had already ended), else a code as above. */
+int sandbox_worker_stop(sandbox_worker *w, buf *status_text);
+/* In a worker's fn: sends the one reply to a request. 0 or -errno. */
+int sandbox_reply(int fd, const void *p, size_t n);
+
 /* Writes all of p[0..n) to fd, retrying on EINTR and short writes. 0 or -errno. */
 int sandbox_write(int fd, const void *p, size_t n);
 

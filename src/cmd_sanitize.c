@@ -5,17 +5,20 @@
  *   1. read and sanitize in memory (no output yet);
  *   2. store the original in the quarantine and make it durable;
  *   3. only then write the sanitized copy.
- * A batch (FILE... -o OUTDIR) groups step 2's fsyncs over up to BATCH_MAX
- * messages (or BATCH_BYTES of originals), then writes that group's outputs.
+ * A batch (FILE... -o OUTDIR) groups step 2's syncs over up to BATCH_MAX
+ * messages, then writes that group's outputs.
  * Nothing unsanitized is ever written: a message that cannot be made safe
  * gives no output at all (exit 65), and its original is still held.
  *
- * The parsing runs in a sandboxed child (lib/sandbox: seccomp allow-list,
- * rlimits, no descriptors but its result pipe), one child per batch, which
- * sends back packed results that the parent checks as hostile bytes. If the
- * child dies on message k (crash, memory, time, a forbidden syscall), message k
- * is held as "cannot be made safe" and the rest of the batch goes to a fresh
- * child. Only a failure to start a child at all is a temporary failure (75).
+ * The parsing runs in a persistent sandboxed worker (lib/sandbox: seccomp
+ * allow-list, rlimits, no descriptors but its socket), recycled every
+ * WORKER_RECYCLE messages. Each input is read straight into the worker's
+ * input region, which the worker sees read-only; the worker sends back a
+ * packed result that the parent checks as hostile bytes, and the parent
+ * stores the original from the same region. If the worker dies on a message
+ * (crash, memory, time, a forbidden syscall, a malformed result), that
+ * message is held as "cannot be made safe" and a fresh worker takes the next
+ * one. Only a failure to start a worker at all is a temporary failure (75).
  */
 #include "cli.h"
 #include "quarantine.h"
@@ -34,8 +37,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define BATCH_MAX 256
-#define BATCH_BYTES ((size_t)4 << 20) /* small: memory stays near one message */
+#define BATCH_MAX      256
+#define WORKER_RECYCLE 1000 /* messages per worker: bounds what a worker's heap can become */
 
 static const char usage_text[] =
     "名前 / NAME\n"
@@ -87,10 +90,10 @@ static const char usage_text[] =
     "    sekisho quarantine get -q /tmp/q ID > original.eml\n";
 
 struct job {
-    const char *name;     /* input path, or "-" */
-    buf in;               /* original bytes */
+    const char *name; /* input path, or "-" */
+    size_t size;      /* bytes of the original */
     sanitize_result res;
-    int status;           /* exit code for this message */
+    int status; /* exit code for this message */
     char id[QUARANTINE_ID_MAX];
 };
 
@@ -99,33 +102,59 @@ struct opts {
     int verbose;
 };
 
-static int read_input(struct job *j, const policy *pol)
+/* Reads all of fd into p[0..cap): 0, -EFBIG when there is more, or -errno. */
+static int read_region(int fd, uint8_t *p, size_t cap, size_t *n)
 {
-    /* One byte more than the limit tells "too large" from "exactly at it". */
-    uint64_t max = pol->mail.limits.max_message_bytes;
-    buf_init(&j->in, (size_t)max);
-    int rc;
-    if (strcmp(j->name, "-") == 0) {
-        rc = fileio_read_fd(0, &j->in);
-    } else {
-        rc = fileio_read_file(j->name, &j->in);
+    size_t got = 0;
+    for (;;) {
+        if (got == cap) {
+            /* at the ceiling: any further byte means the input is too big */
+            char probe;
+            ssize_t r = read(fd, &probe, 1);
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r < 0)
+                return -errno;
+            *n = got;
+            return r == 0 ? 0 : -EFBIG;
+        }
+        ssize_t r = read(fd, p + got, cap - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -errno;
+        if (r == 0)
+            break;
+        got += (size_t)r;
     }
-    if (rc == -EFBIG || rc == -ENOSPC) {
+    *n = got;
+    return 0;
+}
+
+/* Reads j's input into p[0..cap) (cap = max_message_bytes). */
+static int read_input(struct job *j, uint8_t *p, size_t cap)
+{
+    int stdin_in = strcmp(j->name, "-") == 0;
+    int fd = stdin_in ? 0 : open(j->name, O_RDONLY | O_CLOEXEC);
+    int rc = fd < 0 ? -errno : read_region(fd, p, cap, &j->size);
+    if (fd > 0)
+        close(fd);
+    if (rc == -EFBIG) {
         fprintf(stderr,
-                "sekisho sanitize: %s: larger than max_message_size (%llu bytes): not "
+                "sekisho sanitize: %s: larger than max_message_size (%zu bytes): not "
                 "processed, not stored; the input is unchanged\n",
-                j->name, (unsigned long long)max);
+                j->name, cap);
         return EXIT_DATAERR;
     }
     if (rc < 0) {
         fprintf(stderr, "sekisho sanitize: %s: %s\n", j->name, strerror(-rc));
-        return strcmp(j->name, "-") == 0 ? EXIT_IOERR : EXIT_NOINPUT;
+        return stdin_in ? EXIT_IOERR : EXIT_NOINPUT;
     }
     return EXIT_OK;
 }
 
-/* Stores j's original (without sync unless sync). */
-static int store(quarantine *q, struct job *j, const policy *pol, int sync)
+/* Stores j's original orig[0..j->size) (without sync unless sync). */
+static int store(quarantine *q, struct job *j, const uint8_t *orig, const policy *pol, int sync)
 {
     time_t now = time(NULL);
     quarantine_part *qp = NULL;
@@ -153,8 +182,7 @@ static int store(quarantine *q, struct job *j, const policy *pol, int sync)
     };
     buf err;
     buf_init(&err, 4096);
-    int rc = quarantine_put(q, j->in.p ? j->in.p : (const uint8_t *)"", j->in.len, &m, sync,
-                            j->id, &err);
+    int rc = quarantine_put(q, orig, j->size, &m, sync, j->id, &err);
     if (rc < 0)
         fprintf(stderr, "sekisho sanitize: %s: cannot store the original: %s\n", j->name,
                 buf_cstr(&err));
@@ -199,8 +227,8 @@ static void report(const struct job *j, const struct opts *o)
         fprintf(stderr, "sekisho sanitize: %s: cannot be made safe: %s (original held as %s)\n",
                 j->name, j->res.reason, j->id);
     else if (o->verbose && j->status == EXIT_OK)
-        fprintf(stderr, "sekisho sanitize: %s: sanitized as %s (%zu part(s) removed)\n",
-                j->name, j->id, j->res.n_parts);
+        fprintf(stderr, "sekisho sanitize: %s: sanitized as %s (%zu part(s) removed)\n", j->name,
+                j->id, j->res.n_parts);
 }
 
 static int worst(int a, int b)
@@ -211,119 +239,109 @@ static int worst(int a, int b)
     return rank_a >= rank_b ? a : b;
 }
 
-struct child_arg {
+struct worker_arg {
     sanitize_ctx *sc;
-    struct job *jobs;
-    size_t from, n;
     uint64_t time_limit_ms;
+    const char *fault, *hang; /* fault injection for the tests */
 };
 
-/* In the sandbox: sanitize jobs[from..n) in order, one packed result each. */
-static int child_sanitize(void *argp, int fd)
+/* In the sandboxed worker: one message in, one packed result out. */
+static int worker_sanitize(void *argp, const uint8_t *in, size_t n, int fd)
 {
-    struct child_arg *a = argp;
-    /* Fault injection for the tests: the worker aborts on a message that
-     * contains this marker, as it would on a parser crash. */
-    const char *fault = getenv("SEKISHO_TEST_WORKER_ABORT_ON");
-    const char *hang = getenv("SEKISHO_TEST_WORKER_HANG_ON");
+    struct worker_arg *a = argp;
+    /* Fault injection for the tests: the worker aborts (or hangs) on a
+     * message that contains this marker, as it would on a parser fault. */
+    if (a->fault && *a->fault && memmem(in, n, a->fault, strlen(a->fault)))
+        abort();
+    /* The sanitizer checks its own deadline between parts; a parser that
+     * never returns is ended by SIGALRM, and that message alone is held. */
+    alarm((unsigned)(a->time_limit_ms / 1000 + 2));
+    if (a->hang && *a->hang && memmem(in, n, a->hang, strlen(a->hang)))
+        for (volatile int spin = 1; spin;)
+            ;
+    sanitize_result res;
     buf packed;
     buf_init(&packed, BUF_UNLIMITED);
-    for (size_t i = a->from; i < a->n; i++) {
-        struct job *j = &a->jobs[i];
-        if (j->status != EXIT_OK)
-            continue;
-        if (fault && *fault && j->in.p && memmem(j->in.p, j->in.len, fault, strlen(fault)))
-            abort();
-        /* The sanitizer checks its own deadline between parts; a parser that
-         * never returns is ended by SIGALRM, and that message alone is held. */
-        alarm((unsigned)(a->time_limit_ms / 1000 + 2));
-        if (hang && *hang && j->in.p && memmem(j->in.p, j->in.len, hang, strlen(hang)))
-            for (volatile int spin = 1; spin;)
-                ;
-        sanitize_result res;
-        int rc = sanitize_message(a->sc, j->in.p ? j->in.p : (const uint8_t *)"", j->in.len, &res);
-        buf_reset(&packed);
-        if (rc == 0)
-            rc = sanitize_result_pack(&res, &packed);
-        sanitize_result_free(&res);
-        if (rc < 0 || sandbox_write(fd, packed.p, packed.len) < 0)
-            return 3;
-        alarm(0);
-    }
+    int rc = sanitize_message(a->sc, n ? in : (const uint8_t *)"", n, &res);
+    if (rc == 0)
+        rc = sanitize_result_pack(&res, &packed);
+    sanitize_result_free(&res);
+    if (rc == 0)
+        rc = sandbox_reply(fd, packed.p, packed.len);
     buf_free(&packed);
-    return 0;
+    alarm(0);
+    return rc == 0 ? 0 : 3;
 }
 
-/* Sanitizes jobs[0..n) in sandboxed children, filling each job's res. A job
- * whose child died gets a REJECT result naming why; if no child can be
- * started, the remaining jobs get EXIT_TEMPFAIL. */
-static void sanitize_sandboxed(sanitize_ctx *sc, const policy *pol, struct job *jobs, size_t n)
+struct runner {
+    sanitize_ctx *sc;
+    const policy *pol;
+    quarantine *q;
+    const struct opts *o;
+    struct worker_arg warg;
+    sandbox_worker *w;
+    int start_failed;
+    buf reply, why;
+};
+
+/* A worker ready for the next message, or NULL (start failed: reported). */
+static sandbox_worker *worker(struct runner *r)
 {
-    const policy_mail_limits *lim = &pol->mail.limits;
-    size_t next = 0;
-    while (next < n) {
-        size_t todo = 0;
-        for (size_t i = next; i < n; i++)
-            todo += jobs[i].status == EXIT_OK;
-        if (todo == 0)
-            return;
+    if (r->w && (!sandbox_worker_alive(r->w) || sandbox_worker_calls(r->w) >= WORKER_RECYCLE)) {
+        buf_reset(&r->why);
+        int alive = sandbox_worker_alive(r->w);
+        int rc = sandbox_worker_stop(r->w, &r->why);
+        r->w = NULL;
+        if (alive && rc != 0)
+            msg_warn("sanitize worker ended badly when recycled: %s", buf_cstr(&r->why));
+    }
+    if (r->w == NULL && !r->start_failed) {
+        const policy_mail_limits *lim = &r->pol->mail.limits;
         sandbox_limits sl = {
             .max_memory_bytes = 4 * lim->max_message_bytes + ((uint64_t)256 << 20),
-            .cpu_seconds = (lim->time_limit_ms * todo + 999) / 1000 + 1,
-            .wall_ms = lim->time_limit_ms * todo + 2000,
-            .max_output_bytes = todo * (lim->max_text_bytes + ((uint64_t)8 << 20)),
+            .cpu_seconds = (lim->time_limit_ms * WORKER_RECYCLE + 999) / 1000 + 60,
+            .max_output_bytes = lim->max_text_bytes + ((uint64_t)8 << 20),
         };
-        struct child_arg arg = {sc, jobs, next, n, lim->time_limit_ms};
-        buf out, why;
-        buf_init(&out, BUF_UNLIMITED);
-        buf_init(&why, 1024);
-        int rc = sandbox_run(&sl, child_sanitize, &arg, &out, &why);
-        /* Take every complete, valid result, in order. */
-        size_t off = 0, i = next;
-        for (; i < n; i++) {
-            struct job *j = &jobs[i];
-            if (j->status != EXIT_OK)
-                continue;
-            size_t used = 0;
-            if (off < out.len &&
-                sanitize_result_unpack(out.p + off, out.len - off, &j->res, &used) == 0) {
-                off += used;
-                continue;
-            }
-            sanitize_result_free(&j->res);
-            break;
+        buf_reset(&r->why);
+        r->w = sandbox_worker_start(&sl, (size_t)lim->max_message_bytes, worker_sanitize, &r->warg,
+                                    &r->why);
+        if (r->w == NULL) {
+            r->start_failed = 1;
+            fprintf(stderr, "sekisho sanitize: cannot start the sandboxed worker: %s\n",
+                    buf_cstr(&r->why));
         }
-        if (i == n && off == out.len && rc == 0) {
-            buf_free(&out);
-            buf_free(&why);
-            return;
-        }
-        if (i == n) {
-            /* every result arrived, but the child failed afterwards or sent
-             * more than it should: trust none of this batch */
-            for (size_t k = next; k < n; k++)
-                if (jobs[k].status == EXIT_OK)
-                    sanitize_result_free(&jobs[k].res);
-            i = next;
-            while (i < n && jobs[i].status != EXIT_OK)
-                i++;
-        }
-        if (rc == 0)
-            rc = -EPROTO; /* exited 0 with results missing or malformed */
-        int message_at_fault = rc == -ETIMEDOUT || rc == -EPERM || rc == -ECHILD ||
-                               rc == -EMSGSIZE || rc == -EPROTO;
-        if (!message_at_fault) {
-            fprintf(stderr, "sekisho sanitize: cannot start the sandboxed worker: %s (%s)\n",
-                    strerror(-rc), buf_cstr(&why));
-            for (size_t k = i; k < n; k++)
-                if (jobs[k].status == EXIT_OK)
-                    jobs[k].status = EXIT_TEMPFAIL;
-            buf_free(&out);
-            buf_free(&why);
-            return;
-        }
-        /* jobs[i] is the message the worker died on (or sent garbage for). */
-        struct job *j = &jobs[i];
+    }
+    return r->w;
+}
+
+/* Reads, sanitizes (in the worker) and stores job j. */
+static void process(struct runner *r, struct job *j, int sync)
+{
+    sandbox_worker *w = worker(r);
+    if (w == NULL) {
+        j->status = EXIT_TEMPFAIL;
+        return;
+    }
+    size_t cap = 0;
+    uint8_t *region = sandbox_worker_input(w, &cap);
+    j->status = read_input(j, region, cap);
+    if (j->status != EXIT_OK)
+        return;
+    const policy_mail_limits *lim = &r->pol->mail.limits;
+    buf_reset(&r->reply);
+    buf_reset(&r->why);
+    /* The worker's own alarm comes first; this is the backstop. */
+    int rc = sandbox_worker_call(w, j->size, lim->time_limit_ms + 5000, &r->reply, &r->why);
+    size_t used = 0;
+    if (rc == 0 && (sanitize_result_unpack(r->reply.p, r->reply.len, &j->res, &used) != 0 ||
+                    used != r->reply.len)) {
+        sanitize_result_free(&j->res);
+        rc = -EPROTO; /* the worker stays: it answered, just not sensibly */
+        buf_puts(&r->why, "malformed result");
+    }
+    if (rc != 0) {
+        /* The worker died on this message (or sent garbage for it): it is
+         * held as "cannot be made safe"; the next one gets a fresh worker. */
         memset(&j->res, 0, sizeof j->res);
         j->res.from = xstrdup("");
         j->res.to = xstrdup("");
@@ -331,31 +349,32 @@ static void sanitize_sandboxed(sanitize_ctx *sc, const policy *pol, struct job *
         j->res.message_id = xstrdup("");
         j->res.verdict = SANITIZE_REJECT;
         snprintf(j->res.reason, sizeof j->res.reason, "sanitizer worker failed: %s",
-                 rc == -EPROTO ? "malformed result" : buf_cstr(&why));
-        next = i + 1;
-        buf_free(&out);
-        buf_free(&why);
+                 buf_cstr(&r->why));
+    }
+    /* The region still holds the original: the worker could only read it. */
+    if (store(r->q, j, region, r->pol, sync) < 0)
+        j->status = EXIT_TEMPFAIL;
+    if (rc != 0 && sandbox_worker_alive(w)) {
+        /* a malformed result: do not trust this worker with the next one */
+        buf tmp;
+        buf_init(&tmp, 1024);
+        sandbox_worker_stop(w, &tmp);
+        buf_free(&tmp);
+        r->w = NULL;
     }
 }
 
-/* Processes jobs[0..n): sanitize all (sandboxed), store all, one sync, then emit. */
-static int run_batch(sanitize_ctx *sc, quarantine *q, const policy *pol, struct job *jobs,
-                     size_t n, const struct opts *o)
+/* Processes jobs[0..n): each read, sanitized and stored; one sync; then emit. */
+static int run_batch(struct runner *r, struct job *jobs, size_t n)
 {
     int status = EXIT_OK;
-    int single = n == 1 && o->outdir == NULL;
-    sanitize_sandboxed(sc, pol, jobs, n);
-    for (size_t i = 0; i < n; i++) {
-        struct job *j = &jobs[i];
-        if (j->status != EXIT_OK)
-            continue;
-        if (store(q, j, pol, single) < 0)
-            j->status = EXIT_TEMPFAIL;
-    }
+    int single = n == 1 && r->o->outdir == NULL;
+    for (size_t i = 0; i < n; i++)
+        process(r, &jobs[i], single);
     if (!single) {
         buf err;
         buf_init(&err, 4096);
-        if (quarantine_sync(q, &err) < 0) {
+        if (quarantine_sync(r->q, &err) < 0) {
             fprintf(stderr, "sekisho sanitize: cannot make the quarantine durable: %s\n",
                     buf_cstr(&err));
             buf_free(&err);
@@ -369,11 +388,11 @@ static int run_batch(sanitize_ctx *sc, quarantine *q, const policy *pol, struct 
         struct job *j = &jobs[i];
         if (j->status == EXIT_OK) {
             if (j->res.verdict == SANITIZE_OK)
-                j->status = emit(j, o);
+                j->status = emit(j, r->o);
             else
                 j->status = EXIT_DATAERR;
         }
-        report(j, o);
+        report(j, r->o);
         status = worst(status, j->status);
     }
     return status;
@@ -382,12 +401,9 @@ static int run_batch(sanitize_ctx *sc, quarantine *q, const policy *pol, struct 
 int cmd_sanitize(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"policy", required_argument, NULL, 'p'},
-        {"quarantine", required_argument, NULL, 'q'},
-        {"output", required_argument, NULL, 'o'},
-        {"verbose", no_argument, NULL, 'v'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"policy", required_argument, NULL, 'p'}, {"quarantine", required_argument, NULL, 'q'},
+        {"output", required_argument, NULL, 'o'}, {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
     };
     struct opts o = {0};
     int ch;
@@ -454,27 +470,37 @@ int cmd_sanitize(int argc, char **argv)
     /* What the libraries would load lazily must be loaded before the fork. */
     sandbox_preload();
 
+    struct runner r = {.sc = sc, .pol = pol, .q = q, .o = &o};
+    r.warg.sc = sc;
+    r.warg.time_limit_ms = pol->mail.limits.time_limit_ms;
+    r.warg.fault = getenv("SEKISHO_TEST_WORKER_ABORT_ON");
+    r.warg.hang = getenv("SEKISHO_TEST_WORKER_HANG_ON");
+    buf_init(&r.reply, BUF_UNLIMITED);
+    buf_init(&r.why, 4096);
     int status = EXIT_OK;
     size_t total = nfiles ? (size_t)nfiles : 1;
     struct job *jobs = xcalloc(BATCH_MAX, sizeof *jobs);
     size_t next = 0;
     while (next < total) {
-        size_t n = 0, bytes = 0;
-        while (next < total && n < BATCH_MAX && bytes < BATCH_BYTES) {
+        size_t n = 0;
+        while (next < total && n < BATCH_MAX) {
             struct job *j = &jobs[n++];
             memset(j, 0, sizeof *j);
             j->name = nfiles ? argv[optind + (int)next] : "-";
-            j->status = read_input(j, pol);
-            bytes += j->in.len;
             next++;
         }
-        status = worst(status, run_batch(sc, q, pol, jobs, n, &o));
-        for (size_t i = 0; i < n; i++) {
-            buf_free(&jobs[i].in);
+        status = worst(status, run_batch(&r, jobs, n));
+        for (size_t i = 0; i < n; i++)
             sanitize_result_free(&jobs[i].res);
-        }
     }
     free(jobs);
+    if (r.w) {
+        buf_reset(&r.why);
+        if (sandbox_worker_stop(r.w, &r.why) != 0)
+            msg_warn("sanitize worker ended badly: %s", buf_cstr(&r.why));
+    }
+    buf_free(&r.reply);
+    buf_free(&r.why);
     sanitize_free(sc);
     buf_init(&err, 4096);
     if (quarantine_sync(q, &err) < 0) {

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -519,6 +520,143 @@ static void test_no_leaks(buf *out, buf *why)
     CHECK_INT(count_fds(), before);
 }
 
+/* ---- persistent workers ---- */
+
+/* Echoes the input reversed; special inputs misbehave on purpose. */
+static int wfn(void *arg, const uint8_t *in, size_t n, int fd)
+{
+    (void)arg;
+    if (n == 5 && memcmp(in, "abort", 5) == 0)
+        abort();
+    if (n == 4 && memcmp(in, "hang", 4) == 0)
+        for (volatile int spin = 1; spin;)
+            ;
+    if (n == 5 && memcmp(in, "write", 5) == 0) {
+        /* the region is read-only, and cannot be made writable */
+        uintptr_t page = (uintptr_t)in & ~(uintptr_t)4095;
+        int r = mprotect((void *)page, 4096, PROT_READ | PROT_WRITE);
+        char msg[64];
+        int k = snprintf(msg, sizeof msg, "mprotect %d errno %d", r, r ? errno : 0);
+        if (sandbox_reply(fd, msg, (size_t)k) != 0)
+            return 1;
+        return 0;
+    }
+    if (n == 6 && memcmp(in, "scribb", 6) == 0)
+        *(volatile uint8_t *)in = 'X'; /* SIGSEGV */
+    if (n == 3 && memcmp(in, "big", 3) == 0) {
+        static uint8_t big[1 << 16];
+        return sandbox_reply(fd, big, sizeof big) ? 1 : 0;
+    }
+    if (n == 4 && memcmp(in, "open", 4) == 0) {
+        int ofd = open("/etc/passwd", O_RDONLY);
+        char msg[64];
+        int k = snprintf(msg, sizeof msg, "open %d errno %d", ofd, ofd < 0 ? errno : 0);
+        return sandbox_reply(fd, msg, (size_t)k) ? 1 : 0;
+    }
+    uint8_t rev[256];
+    if (n > sizeof rev)
+        n = sizeof rev;
+    for (size_t i = 0; i < n; i++)
+        rev[i] = in[n - 1 - i];
+    return sandbox_reply(fd, rev, n) ? 1 : 0;
+}
+
+static int wcall(sandbox_worker **w, const char *in, uint64_t timeout_ms, buf *out, buf *why)
+{
+    size_t cap = 0;
+    uint8_t *p = sandbox_worker_input(*w, &cap);
+    size_t n = strlen(in);
+    if (p == NULL || n > cap)
+        return -EINVAL;
+    memcpy(p, in, n);
+    buf_reset(out);
+    buf_reset(why);
+    return sandbox_worker_call(*w, n, timeout_ms, out, why);
+}
+
+static void test_worker(buf *out, buf *why)
+{
+    sandbox_limits lim = {.max_memory_bytes = 256u << 20, .max_output_bytes = 4096};
+    int fds_before = count_fds();
+    sandbox_worker *w = sandbox_worker_start(&lim, 1 << 20, wfn, NULL, why);
+    CHECK(w != NULL);
+    if (w == NULL) {
+        fprintf(stderr, "%s\n", buf_cstr(why));
+        return;
+    }
+    /* many requests, one process */
+    char in[32], want[32];
+    int bad = 0;
+    for (int i = 0; i < 500; i++) {
+        snprintf(in, sizeof in, "request %d", i);
+        size_t n = strlen(in);
+        for (size_t k = 0; k < n; k++)
+            want[k] = in[n - 1 - k];
+        want[n] = 0;
+        if (wcall(&w, in, 5000, out, why) != 0 || strcmp(buf_cstr(out), want) != 0)
+            bad++;
+    }
+    CHECK_INT(bad, 0);
+    CHECK_INT(sandbox_worker_calls(w), 500);
+    /* the input region cannot be made writable in the worker */
+    CHECK_INT(wcall(&w, "write", 5000, out, why), 0);
+    char expect[64];
+    snprintf(expect, sizeof expect, "mprotect -1 errno %d", EACCES);
+    CHECK_STR(buf_cstr(out), expect);
+    /* open fails inside (EACCES), the worker lives on */
+    CHECK_INT(wcall(&w, "open", 5000, out, why), 0);
+    snprintf(expect, sizeof expect, "open -1 errno %d", EACCES);
+    CHECK_STR(buf_cstr(out), expect);
+    /* writing to the region kills the worker; the caller learns it */
+    CHECK_INT(wcall(&w, "scribb", 5000, out, why), -ECHILD);
+    CHECK(!sandbox_worker_alive(w));
+    CHECK_HAS(buf_cstr(why), "SIGSEGV");
+    /* the caller can still read the region (it stores the original from it) */
+    CHECK(memcmp(sandbox_worker_input(w, NULL), "scribb", 6) == 0);
+    CHECK_INT(wcall(&w, "ok", 5000, out, why), -ECHILD);
+    CHECK_HAS(buf_cstr(why), "ended");
+    CHECK_INT(sandbox_worker_stop(w, why), 0);
+
+    w = sandbox_worker_start(&lim, 1 << 20, wfn, NULL, why);
+    CHECK(w != NULL);
+    if (w == NULL)
+        return;
+    CHECK_INT(wcall(&w, "abort", 5000, out, why), -ECHILD);
+    CHECK(!sandbox_worker_alive(w));
+    CHECK_HAS(buf_cstr(why), "SIGABRT");
+    sandbox_worker_stop(w, why);
+
+    w = sandbox_worker_start(&lim, 1 << 20, wfn, NULL, why);
+    CHECK(w != NULL);
+    if (w == NULL)
+        return;
+    CHECK_INT(wcall(&w, "hang", 300, out, why), -ETIMEDOUT);
+    CHECK(!sandbox_worker_alive(w));
+    CHECK_HAS(buf_cstr(why), "300 ms");
+    sandbox_worker_stop(w, why);
+
+    w = sandbox_worker_start(&lim, 1 << 20, wfn, NULL, why);
+    CHECK(w != NULL);
+    if (w == NULL)
+        return;
+    CHECK_INT(wcall(&w, "big", 5000, out, why), -EMSGSIZE);
+    CHECK(!sandbox_worker_alive(w));
+    sandbox_worker_stop(w, why);
+
+    w = sandbox_worker_start(&lim, 1 << 20, wfn, NULL, why);
+    CHECK(w != NULL);
+    if (w == NULL)
+        return;
+    CHECK_INT(wcall(&w, "ok", 5000, out, why), 0);
+    CHECK(sandbox_worker_alive(w));
+    CHECK_STR(buf_cstr(out), "ko");
+    buf_reset(why);
+    CHECK_INT(sandbox_worker_stop(w, why), 0);
+    CHECK_INT(sandbox_worker_stop(NULL, why), 0);
+    /* nothing left behind */
+    CHECK_INT(count_fds(), fds_before);
+}
+
 int main(void)
 {
     buf out, why;
@@ -541,6 +679,7 @@ int main(void)
     test_without_seccomp(&out, &why);
     test_sanitize_inside(&out, &why);
     test_no_leaks(&out, &why);
+    test_worker(&out, &why);
 
     if (parent_fd >= 0)
         close(parent_fd);
