@@ -247,8 +247,6 @@ static int have_avx2(void)
 }
 #endif
 
-static enum b64_impl forced = B64_IMPL_AUTO;
-
 static size_t decode(const uint8_t *in, size_t n, uint8_t *out, int avx2)
 {
     const uint8_t *p = in, *end = in + n;
@@ -308,15 +306,19 @@ static size_t decode(const uint8_t *in, size_t n, uint8_t *out, int avx2)
     return (size_t)(o - out);
 }
 
-size_t b64_decode_mime(const uint8_t *in, size_t n, uint8_t *out)
+enum b64_impl b64_impl_resolve(enum b64_impl impl)
 {
-    return decode(in, n, out, forced != B64_IMPL_PORTABLE && have_avx2());
+    return impl != B64_IMPL_PORTABLE && have_avx2() ? B64_IMPL_AVX2 : B64_IMPL_PORTABLE;
 }
 
-enum b64_impl b64_set_impl(enum b64_impl impl)
+size_t b64_decode_mime_impl(enum b64_impl impl, const uint8_t *in, size_t n, uint8_t *out)
 {
-    forced = impl;
-    return impl != B64_IMPL_PORTABLE && have_avx2() ? B64_IMPL_AVX2 : B64_IMPL_PORTABLE;
+    return decode(in, n, out, b64_impl_resolve(impl) == B64_IMPL_AVX2);
+}
+
+size_t b64_decode_mime(const uint8_t *in, size_t n, uint8_t *out)
+{
+    return decode(in, n, out, have_avx2());
 }
 
 /* ---------------------------------------------------------------------------

@@ -53,13 +53,14 @@ int b64_encode_lines(const uint8_t *in, size_t n, buf *out);
 size_t b64_encoded_lines_len(size_t n);
 
 /*
- * Which decoder b64_decode_mime() uses: B64_IMPL_AUTO (the default: AVX2 when
- * the CPU has it, else portable), or one forced, for the tests and the
- * benchmark. Forcing AVX2 on a CPU without it selects the portable path.
- * Returns the implementation now in use. Not thread-safe: set it before
- * decoding starts.
+ * The decoders behind b64_decode_mime(), for the tests and the benchmark:
+ * B64_IMPL_AUTO (what b64_decode_mime uses: AVX2 when the CPU has it, else
+ * portable) or one of them. B64_IMPL_AVX2 on a CPU without AVX2 (or a build
+ * for another architecture) means the portable one. b64_impl_resolve() says
+ * which implementation a choice means on this CPU.
  */
 enum b64_impl { B64_IMPL_AUTO = 0, B64_IMPL_PORTABLE = 1, B64_IMPL_AVX2 = 2 };
-enum b64_impl b64_set_impl(enum b64_impl impl);
+enum b64_impl b64_impl_resolve(enum b64_impl impl);
+size_t b64_decode_mime_impl(enum b64_impl impl, const uint8_t *in, size_t n, uint8_t *out);
 
 #endif
