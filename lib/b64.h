@@ -36,15 +36,16 @@ static inline size_t b64_decoded_max(size_t n)
  * b64_decoded_max(n) bytes, and returns the number of bytes decoded. Bytes of
  * out past the returned length (within b64_decoded_max(n)) may be written and
  * have no meaning. Never fails: every input decodes to something, maybe empty.
+ * in may be NULL when n is 0.
  */
 size_t b64_decode_mime(const uint8_t *in, size_t n, uint8_t *out);
 
 /*
  * Appends the base64 encoding of in[0..n) to out, cut into lines of 76
  * characters (the last one shorter when the encoding is), each ended by CRLF;
- * '=' padding at the end as usual. An empty input appends nothing. Returns 0,
- * or the buffer's error (-ENOSPC at out's max, -ENOMEM), in which case out's
- * content is unchanged and its sticky error set.
+ * '=' padding at the end as usual. An empty input (in may then be NULL)
+ * appends nothing. Returns 0, or the buffer's error (-ENOSPC at out's max,
+ * -ENOMEM), in which case out's content is unchanged and its sticky error set.
  */
 int b64_encode_lines(const uint8_t *in, size_t n, buf *out);
 

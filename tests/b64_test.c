@@ -316,6 +316,14 @@ int main(void)
     CHECK_INT(b64_impl_resolve(B64_IMPL_AUTO), b64_impl_resolve(B64_IMPL_AVX2));
     CHECK_INT(b64_decoded_max(0), 3);
     CHECK_INT(b64_decoded_max(76), 60);
+    /* An empty buffer's NULL is a valid empty input (buf.p while empty). */
+    uint8_t none[3];
+    CHECK_INT(b64_decode_mime(NULL, 0, none), 0);
+    CHECK_INT(b64_decode_mime_impl(B64_IMPL_PORTABLE, NULL, 0, none), 0);
+    buf nb;
+    buf_init(&nb, 16);
+    CHECK_INT(b64_encode_lines(NULL, 0, &nb), 0);
+    CHECK_INT(nb.len, 0);
 
     test_vectors();
     test_every_byte_everywhere();
