@@ -201,8 +201,7 @@ __attribute__((target("avx2"))) static const uint8_t *avx2_run(const uint8_t *p,
     const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 4, 5, 6, 3, 7);
     uint8_t *o = *op;
     *broken = 0;
-    /* 32 characters in, 24 bytes out; the 32 guarantee the room (see the
-     * bound in b64_decoded_max: at most 3 bytes per 4 input bytes so far). */
+    /* 32 characters in, 24 bytes out (always stored; see "The room" below). */
     while (end - p >= 32) {
         __m256i in = _mm256_loadu_si256((const __m256i *)(const void *)p);
         __m256i hi_n = _mm256_and_si256(_mm256_srli_epi32(in, 4), nib);
@@ -248,10 +247,11 @@ static int have_avx2(void)
 #endif
 
 /*
- * The room: every store below happens with at least 4 (16, 32) input bytes
- * left and writes at most 1 (1, 0) byte past the 3 (12, 24) bytes it adds;
- * since each 3 bytes so far took at least 4 input bytes, it stays within
- * b64_decoded_max(n) = n / 4 * 3 + 3.
+ * The room: after Q quartets, o = out + 3Q and at least 4Q input bytes are
+ * consumed. A 4-byte store happens with 4 input bytes left, so Q <= n/4 - 1
+ * and it ends at out + 3Q + 4 <= out + 3(n/4) + 1; the 16-character step
+ * ends at 3Q + 13 with Q <= n/4 - 4, the AVX2 step (24 bytes) at 3Q + 24 with
+ * Q <= n/4 - 8. All within b64_decoded_max(n) = n/4 * 3 + 3.
  */
 static size_t decode(const uint8_t *in, size_t n, uint8_t *out, int avx2)
 {
