@@ -25,6 +25,7 @@
  *   time > time_limit_ms     REJECT
  */
 #include "sanitize.h"
+#include "b64.h"
 #include "charset.h"
 #include "config.h"
 #include "htmltext.h"
@@ -449,7 +450,13 @@ static int decode_content(struct walk *w, GMimePart *part, content *out)
     size_t n = 0;
     const uint8_t *in = encoded_in_place(w, src, &n);
     if (in != NULL && enc != GMIME_CONTENT_ENCODING_UUENCODE) {
-        if (enc == GMIME_CONTENT_ENCODING_BASE64 || enc == GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE) {
+        if (enc == GMIME_CONTENT_ENCODING_BASE64) {
+            /* lib/b64: byte-identical to GMime's decoder (differentially
+             * fuzzed), several times faster */
+            out->owned = xmalloc(b64_decoded_max(n) + 1);
+            out->n = b64_decode_mime(in, n, out->owned);
+            out->p = out->owned;
+        } else if (enc == GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE) {
             /* What GMime's decoding filter would do, in one step and straight
              * into the buffer the analysis reads. */
             GMimeEncoding st;
@@ -1102,13 +1109,7 @@ int sanitize_finish(const sanitize_result *res, const char *qid, buf *out)
                res->charsets[0] ? res->charsets : "none", res->replaced, res->flags);
     buf_puts(out, "\r\n");
     if (b64) {
-        gchar *enc = g_base64_encode(body.p, body.len);
-        size_t el = strlen(enc);
-        for (size_t i = 0; i < el; i += 76) {
-            buf_append(out, enc + i, el - i < 76 ? el - i : 76);
-            buf_puts(out, "\r\n");
-        }
-        g_free(enc);
+        b64_encode_lines(body.p, body.len, out);
     } else {
         buf_append(out, body.p ? body.p : (const uint8_t *)"", body.len);
     }
