@@ -184,7 +184,8 @@ data=$base/data
 logdir=$base/log
 maillog=$logdir/maillog
 
-[ "$(id -u)" -eq 0 ] || die "must run as root (Postfix's master starts as root and drops privileges)"
+[ "$(id -u)" -eq 0 ] ||
+    die "must run as root (Postfix's master starts as root and drops privileges)"
 POSTFIX=$(command -v postfix 2>/dev/null || true)
 [ -n "$POSTFIX" ] || [ ! -x /usr/sbin/postfix ] || POSTFIX=/usr/sbin/postfix
 [ -n "$POSTFIX" ] || die "postfix is not installed (scripts/deps.sh build installs it)"
@@ -275,7 +276,8 @@ start() {
     *[!A-Za-z0-9.-]*) usage_error "hostname '$myhostname' may contain only A-Z a-z 0-9 . -" ;;
     esac
     case $daemon_name in
-    '' | *[!A-Za-z0-9._-]*) usage_error "daemon name '$daemon_name' may contain only A-Z a-z 0-9 . _ -" ;;
+    '' | *[!A-Za-z0-9._-]*)
+        usage_error "daemon name '$daemon_name' may contain only A-Z a-z 0-9 . _ -" ;;
     esac
     if [ -n "$milter" ]; then
         case $milter in
@@ -287,7 +289,8 @@ start() {
             '' | *[!0-9]*) usage_error "milter '$milter': the port is not a number" ;;
             esac
             case $mhost in
-            '' | *[!A-Za-z0-9.-]*) usage_error "milter '$milter': the host must be an IPv4 address or a name" ;;
+            '' | *[!A-Za-z0-9.-]*)
+                usage_error "milter '$milter': the host must be an IPv4 address or a name" ;;
             esac
             ;;
         unix:/*) check_path "milter socket" "${milter#unix:}" ;;
