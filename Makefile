@@ -62,3 +62,13 @@ bench: build
 
 clean:
 	rm -rf $(BUILD) $(ASAN) out var
+
+# A private Postfix on 127.0.0.1:2525 delivering every mail into var/maildir/
+# (config, queue and log under var/postfix/; never the system Postfix).
+# MILTER=inet:127.0.0.1:PORT adds a milter. See scripts/postfix-private.sh --help.
+.PHONY: postfix-start postfix-stop
+postfix-start: deps
+	@scripts/postfix-private.sh start
+
+postfix-stop:
+	@scripts/postfix-private.sh stop

@@ -6,7 +6,7 @@
 set -eu
 BUILD="meson ninja-build pkg-config gcc libc6-dev libglib2.0-dev libgmime-3.0-dev libicu-dev
 libxml2-dev libyaml-dev libsqlite3-dev libmagic-dev libmagic-mgc libarchive-dev libssl-dev
-libsodium-dev libseccomp-dev python3"
+libsodium-dev libseccomp-dev python3 postfix swaks"
 CHECK="clang libclang-rt-14-dev llvm libpython3.11-testsuite neomutt zip faketime"
 want="$BUILD"
 [ "${1:-build}" = check ] && want="$BUILD $CHECK"
@@ -25,6 +25,15 @@ if [ -n "$missing" ]; then
     SUDO=""
     [ "$(id -u)" -ne 0 ] && SUDO=sudo
     export DEBIAN_FRONTEND=noninteractive
+    # Postfix asks how to configure the system mailer; answer "No
+    # configuration": then it writes no /etc/postfix/main.cf, and without one
+    # Debian's postfix.service starts nothing. sekisho runs a private instance
+    # (scripts/postfix-private.sh) and never uses the system one.
+    case " $missing " in
+    *" postfix "*)
+        echo "postfix postfix/main_mailer_type select No configuration" |
+            $SUDO debconf-set-selections ;;
+    esac
     $SUDO apt-get update -qq
     # shellcheck disable=SC2086
     $SUDO apt-get install -y -qq --no-install-recommends $missing
