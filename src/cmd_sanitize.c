@@ -102,41 +102,12 @@ struct opts {
     int verbose;
 };
 
-/* Reads all of fd into p[0..cap): 0, -EFBIG when there is more, or -errno. */
-static int read_region(int fd, uint8_t *p, size_t cap, size_t *n)
-{
-    size_t got = 0;
-    for (;;) {
-        if (got == cap) {
-            /* at the ceiling: any further byte means the input is too big */
-            char probe;
-            ssize_t r = read(fd, &probe, 1);
-            if (r < 0 && errno == EINTR)
-                continue;
-            if (r < 0)
-                return -errno;
-            *n = got;
-            return r == 0 ? 0 : -EFBIG;
-        }
-        ssize_t r = read(fd, p + got, cap - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            return -errno;
-        if (r == 0)
-            break;
-        got += (size_t)r;
-    }
-    *n = got;
-    return 0;
-}
-
 /* Reads j's input into p[0..cap) (cap = max_message_bytes). */
 static int read_input(struct job *j, uint8_t *p, size_t cap)
 {
     int stdin_in = strcmp(j->name, "-") == 0;
     int fd = stdin_in ? 0 : open(j->name, O_RDONLY | O_CLOEXEC);
-    int rc = fd < 0 ? -errno : read_region(fd, p, cap, &j->size);
+    int rc = fd < 0 ? -errno : fileio_read_into(fd, p, cap, &j->size);
     if (fd > 0)
         close(fd);
     if (rc == -EFBIG) {

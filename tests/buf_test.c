@@ -64,6 +64,22 @@ static void test_fileio(void)
     buf_init(&b, 3);
     CHECK_INT(fileio_read_file(path, &b), -EFBIG);
     buf_free(&b);
+    buf_init(&b, 6); /* exactly at the ceiling is not too big */
+    CHECK_INT(fileio_read_file(path, &b), 0);
+    CHECK_STR(buf_cstr(&b), "hello\n");
+    buf_free(&b);
+    /* into a fixed region: smaller, exactly, larger */
+    uint8_t region[8];
+    size_t n = 99;
+    for (size_t cap = 5; cap <= 8; cap++) {
+        int fd = open(path, O_RDONLY);
+        CHECK(fd >= 0);
+        int rc = fileio_read_into(fd, region, cap, &n);
+        close(fd);
+        CHECK_INT(rc, cap < 6 ? -EFBIG : 0);
+        CHECK_INT(n, cap < 6 ? cap : 6);
+        CHECK(memcmp(region, "hello\n", n) == 0);
+    }
     unlink(path);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);

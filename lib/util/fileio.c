@@ -12,22 +12,28 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* At a reader's ceiling: 0 if fd is at its end, -EFBIG if any byte is left. */
+static int probe_end(int fd)
+{
+    for (;;) {
+        char probe;
+        ssize_t r = read(fd, &probe, 1);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -errno;
+        return r == 0 ? 0 : -EFBIG;
+    }
+}
+
 int fileio_read_fd(int fd, buf *out)
 {
     for (;;) {
         size_t room = out->cap - out->len;
         if (room == 0 || out->p == NULL) {
             size_t want = out->max - out->len < 65536 ? out->max - out->len : 65536;
-            if (want == 0) {
-                /* At the ceiling: any further byte means the input is too big. */
-                char probe;
-                ssize_t r = read(fd, &probe, 1);
-                if (r < 0 && errno == EINTR)
-                    continue;
-                if (r < 0)
-                    return -errno;
-                return r == 0 ? 0 : -EFBIG;
-            }
+            if (want == 0)
+                return probe_end(fd); /* any further byte means the input is too big */
             int rc = buf_reserve(out, want);
             if (rc)
                 return rc;
@@ -45,6 +51,30 @@ int fileio_read_fd(int fd, buf *out)
         out->p[out->len] = 0;
     }
     return 0;
+}
+
+int fileio_read_into(int fd, uint8_t *p, size_t cap, size_t *n)
+{
+    size_t got = 0;
+    int rc = 0;
+    for (;;) {
+        if (got == cap) {
+            rc = probe_end(fd);
+            break;
+        }
+        ssize_t r = read(fd, p + got, cap - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            rc = -errno;
+            break;
+        }
+        if (r == 0)
+            break;
+        got += (size_t)r;
+    }
+    *n = got;
+    return rc;
 }
 
 int fileio_read_file(const char *path, buf *out)

@@ -16,10 +16,14 @@
 #include "buf.h"
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 int fileio_read_fd(int fd, buf *out);
 int fileio_read_file(const char *path, buf *out);
+/* Reads all of fd into p[0..cap); *n gets the bytes read. 0, -EFBIG when
+ * more than cap bytes are there (the first cap are in p), or -errno. */
+int fileio_read_into(int fd, uint8_t *p, size_t cap, size_t *n);
 /* Writes all n bytes, retrying on EINTR and short writes. */
 int fileio_write_all(int fd, const void *p, size_t n);
 int fileio_write_atomic(const char *path, const void *p, size_t n, mode_t mode, int sync);
