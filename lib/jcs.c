@@ -26,9 +26,9 @@
 #include <string.h>
 
 typedef struct member {
-    size_t key_off, key_len; /* in ps.keys */
-    size_t start, end;       /* "name":value in the output */
-    size_t in_off;           /* name in the input, for messages */
+    size_t key_off, key_len;  /* in ps.keys */
+    size_t start, colon, end; /* "name":value in the output; colon: the ':' */
+    size_t in_off;            /* name in the input, for messages */
 } member;
 
 typedef struct ps {
@@ -41,9 +41,25 @@ typedef struct ps {
     size_t nmem, capmem;
     jcs_error *err;
     int failed;
+    size_t base;     /* out->len when this value began */
+    jcs_member *top; /* optional: the top-level object's members */
+    size_t top_max;
+    long top_n;
 } ps;
 
 static void fail(ps *p, size_t off, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* buf_append with the common case (room left) inline. */
+static inline void put(buf *b, const void *src, size_t n)
+{
+    if (b->err == 0 && b->p != NULL && b->cap - b->len > n && b->max - b->len >= n) {
+        memcpy(b->p + b->len, src, n);
+        b->len += n;
+        b->p[b->len] = 0;
+        return;
+    }
+    buf_append(b, src, n);
+}
 
 static void fail(ps *p, size_t off, const char *fmt, ...)
 {
@@ -253,6 +269,20 @@ static void parse_number(ps *p)
         }
     }
     size_t len = i - start;
+    /* Fast path: a plain integer of at most 15 digits is its own canonical
+     * form (every such integer is an exact double), except "-0". */
+    size_t digits = len - (s[start] == '-');
+    int plain = digits <= 15;
+    for (size_t k = start + (s[start] == '-'); plain && k < i; k++)
+        plain = s[k] >= '0' && s[k] <= '9';
+    if (plain) {
+        p->i = i;
+        if (len == 2 && s[start] == '-' && s[start + 1] == '0')
+            buf_putc(p->out, '0');
+        else
+            put(p->out, s + start, len);
+        return;
+    }
     if (len > JCS_MAX_NUMBER_LEN) {
         fail(p, start, "number literal longer than %d bytes", JCS_MAX_NUMBER_LEN);
         return;
@@ -295,7 +325,7 @@ static void parse_number(ps *p)
             return;
         }
     }
-    buf_append(p->out, num, (size_t)k);
+    put(p->out, num, (size_t)k);
 }
 
 /* ---- strings ------------------------------------------------------------------ */
@@ -413,6 +443,107 @@ static int hex4(const uint8_t *s, uint32_t *v)
     return 0;
 }
 
+/* Bytes that stand for themselves in a canonical string: printable ASCII but
+ * the quote and the backslash. */
+static const uint8_t plain_ascii[256] = {
+    ['\x20'] = 1,
+    1,
+    0,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1, /* 0x20-0x2f, '"' = 0x22 */
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1, /* 0x30 */
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1, /* 0x40 */
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    0,
+    1,
+    1,
+    1, /* 0x50, '\\' = 0x5c */
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1, /* 0x60 */
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1, /* 0x70-0x7f */
+};
+
 /* At the opening quote. Writes the canonical string; a name also goes,
  * unescaped, to p->keys. */
 static void parse_string(ps *p, int is_key)
@@ -422,12 +553,12 @@ static void parse_string(ps *p, int is_key)
     buf_putc(p->out, '"');
     for (;;) {
         size_t run = i;
-        while (i < p->n && s[i] >= 0x20 && s[i] < 0x80 && s[i] != '"' && s[i] != '\\')
+        while (i < p->n && plain_ascii[s[i]])
             i++;
         if (i > run) {
-            buf_append(p->out, s + run, i - run);
+            put(p->out, s + run, i - run);
             if (is_key)
-                buf_append(&p->keys, s + run, i - run);
+                put(&p->keys, s + run, i - run);
         }
         if (i >= p->n) {
             fail(p, p->i, "unterminated string");
@@ -619,6 +750,8 @@ static void parse_object(ps *p, int depth)
     if (p->i < p->n && p->s[p->i] == '}') {
         p->i++;
         buf_putc(p->out, '}');
+        if (depth == 1 && p->top)
+            p->top_n = 0;
         return;
     }
     for (;;) {
@@ -642,6 +775,7 @@ static void parse_object(ps *p, int depth)
             return;
         }
         p->i++;
+        m.colon = p->out->len;
         buf_putc(p->out, ':');
         parse_value(p, depth + 1);
         if (p->failed)
@@ -693,7 +827,11 @@ static void parse_object(ps *p, int depth)
         for (size_t j = 0; j < n; j++) {
             if (j)
                 buf_putc(p->out, ',');
+            size_t ns = p->out->len;
             buf_append(p->out, copy + (m[j].start - base), m[j].end - m[j].start);
+            m[j].colon = ns + (m[j].colon - m[j].start);
+            m[j].end = ns + (m[j].end - m[j].start);
+            m[j].start = ns;
         }
         free(copy);
     } else if (!sorted) {
@@ -701,6 +839,15 @@ static void parse_object(ps *p, int depth)
         return;
     }
     buf_putc(p->out, '}');
+    if (depth == 1 && p->top) {
+        p->top_n = (long)n;
+        for (size_t j = 0; j < n && j < p->top_max; j++) {
+            p->top[j].key_off = m[j].start + 1 - p->base;
+            p->top[j].key_len = m[j].colon - 1 - (m[j].start + 1);
+            p->top[j].val_off = m[j].colon + 1 - p->base;
+            p->top[j].val_len = m[j].end - (m[j].colon + 1);
+        }
+    }
     p->nmem = first;
     buf_truncate(&p->keys, keys_mark);
 }
@@ -786,15 +933,37 @@ static void parse_value(ps *p, int depth)
     }
 }
 
+/* Work space kept per thread between calls (names and the member stack), so
+ * that canonicalizing many small objects does not allocate each time. Large
+ * ones are given back. */
+static _Thread_local buf tl_keys;
+static _Thread_local member *tl_mem;
+static _Thread_local size_t tl_capmem;
+
 int jcs_canonicalize(const uint8_t *in, size_t n, unsigned flags, buf *out, jcs_error *err)
 {
+    return jcs_canonicalize_members(in, n, flags, out, err, NULL, 0, NULL);
+}
+
+int jcs_canonicalize_members(const uint8_t *in, size_t n, unsigned flags, buf *out, jcs_error *err,
+                             jcs_member *top, size_t max, long *count)
+{
     ps p = {0};
+    p.base = out->len;
+    p.top = top;
+    p.top_max = max;
+    p.top_n = -1;
     p.s = in;
     p.n = n;
     p.flags = flags;
     p.out = out;
     p.err = err;
-    buf_init(&p.keys, BUF_UNLIMITED);
+    if (tl_keys.max == 0)
+        buf_init(&tl_keys, BUF_UNLIMITED);
+    p.keys = tl_keys;
+    buf_reset(&p.keys);
+    p.mem = tl_mem;
+    p.capmem = tl_capmem;
     skip_ws(&p);
     if ((flags & JCS_OBJECT) && (p.i >= n || in[p.i] != '{'))
         fail(&p, p.i, "expected a JSON object ({...})");
@@ -807,15 +976,33 @@ int jcs_canonicalize(const uint8_t *in, size_t n, unsigned flags, buf *out, jcs_
     }
     if (!p.failed && (out->err || p.keys.err))
         fail(&p, n, "%s", out->err == -ENOSPC ? "output limit reached" : "out of memory");
-    buf_free(&p.keys);
-    free(p.mem);
+    if (p.keys.cap > 65536 || p.keys.err) {
+        buf_free(&p.keys);
+        buf_init(&p.keys, BUF_UNLIMITED);
+    }
+    tl_keys = p.keys;
+    if (p.capmem > 4096) {
+        free(p.mem);
+        p.mem = NULL;
+        p.capmem = 0;
+    }
+    tl_mem = p.mem;
+    tl_capmem = p.capmem;
+    if (count)
+        *count = p.top_n;
     return p.failed ? -1 : 0;
 }
 
 int jcs_is_canonical(const uint8_t *in, size_t n, unsigned flags, buf *scratch, jcs_error *err)
 {
+    return jcs_is_canonical_members(in, n, flags, scratch, err, NULL, 0, NULL);
+}
+
+int jcs_is_canonical_members(const uint8_t *in, size_t n, unsigned flags, buf *scratch,
+                             jcs_error *err, jcs_member *top, size_t max, long *count)
+{
     buf_reset(scratch);
-    if (jcs_canonicalize(in, n, flags, scratch, err) < 0)
+    if (jcs_canonicalize_members(in, n, flags, scratch, err, top, max, count) < 0)
         return 0;
     if (scratch->len == n && memcmp(scratch->p, in, n) == 0)
         return 1;

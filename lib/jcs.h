@@ -38,6 +38,13 @@ typedef struct jcs_error {
     char msg[160]; /* English, one line */
 } jcs_error;
 
+/* One member of a canonical object: the name as written (escaped, without
+ * quotes) and the value's bytes. Offsets are into the canonical text. */
+typedef struct jcs_member {
+    size_t key_off, key_len;
+    size_t val_off, val_len;
+} jcs_member;
+
 /* Appends the canonical form of in[0..n) to out. Returns 0, or -1 with err set
  * (out then holds partial output; callers truncate). -ENOSPC/-ENOMEM from out
  * are reported as -1 too, with a message saying so. */
@@ -52,12 +59,14 @@ int jcs_is_canonical(const uint8_t *in, size_t n, unsigned flags, buf *scratch, 
  * and the infinities (which JSON cannot hold). */
 int jcs_number(double v, char out[32]);
 
-/* One member of a canonical object: the name as written (escaped, without
- * quotes) and the value's bytes. Offsets are into the canonical text. */
-typedef struct jcs_member {
-    size_t key_off, key_len;
-    size_t val_off, val_len;
-} jcs_member;
+/* The same, also giving the members of the value when it is an object:
+ * offsets relative to where its canonical form starts in out, in canonical
+ * order; *count is their number (-1 if the value is not an object), of
+ * which at most max are stored. */
+int jcs_canonicalize_members(const uint8_t *in, size_t n, unsigned flags, buf *out, jcs_error *err,
+                             jcs_member *top, size_t max, long *count);
+int jcs_is_canonical_members(const uint8_t *in, size_t n, unsigned flags, buf *scratch,
+                             jcs_error *err, jcs_member *top, size_t max, long *count);
 
 /* Splits the canonical object text[0..n) into its members, in order. Returns
  * the number of members (at most max are stored), or -1 if text is not an

@@ -368,12 +368,13 @@ int ledger_entry_decode(const uint8_t *line, size_t n, buf *scratch, ledger_entr
         snprintf(why, whylen, "longer than %u bytes", LEDGER_MAX_ENTRY);
         return -1;
     }
-    if (!jcs_is_canonical(line, n, JCS_EXACT_NUMBERS | JCS_OBJECT, scratch, &je)) {
+    jcs_member m[6];
+    long k = -1;
+    if (!jcs_is_canonical_members(line, n, JCS_EXACT_NUMBERS | JCS_OBJECT, scratch, &je, m, 6,
+                                  &k)) {
         snprintf(why, whylen, "byte %zu: %s", je.offset, je.msg);
         return -1;
     }
-    jcs_member m[6];
-    long k = jcs_members(line, n, m, 6);
     static const char *const keys[] = {"fields", "index", "source", "time", "type"};
     if (k != 5) {
         snprintf(why, whylen, "an entry has exactly the members fields, index, source, time, type");
@@ -700,7 +701,7 @@ struct ledger {
     int ck_fd;
     ledger_sth last;
     int64_t last_ck_wall;
-    buf scratch, tmp;
+    buf scratch, tmp, canon, sv, sq;
     int64_t tsec;
     char tprefix[32];
 };
@@ -737,6 +738,9 @@ static ledger *handle_new(const ledger_opts *o)
     buf_init(&l->stage, BUF_UNLIMITED);
     buf_init(&l->scratch, BUF_UNLIMITED);
     buf_init(&l->tmp, BUF_UNLIMITED);
+    buf_init(&l->canon, (size_t)LEDGER_MAX_ENTRY * 2);
+    buf_init(&l->sv, LEDGER_MAX_ENTRY);
+    buf_init(&l->sq, (size_t)LEDGER_MAX_ENTRY * 2);
     l->tsec = -1;
     return l;
 }
@@ -762,6 +766,9 @@ static void handle_free(ledger *l)
     buf_free(&l->stage);
     buf_free(&l->scratch);
     buf_free(&l->tmp);
+    buf_free(&l->canon);
+    buf_free(&l->sv);
+    buf_free(&l->sq);
     free(l->stage_leaf);
     free(l->stage_off);
     free(l->segs);
@@ -1182,7 +1189,7 @@ static int rescan(ledger *l, size_t si, uint64_t off, recovery *rec, buf *err)
     char why[200];
     for (; si < l->nseg; si++) {
         segment *s = &l->segs[si];
-        if (s->start != l->n) {
+        if (off == 0 && s->start != l->n) {
             errf(err,
                  "entries/%s: 最初の番号 %" PRIu64 " が %" PRIu64
                  " であるべきです / starts at index %" PRIu64 ", expected %" PRIu64
@@ -1501,7 +1508,16 @@ static int stage_entry(ledger *l, const uint8_t *fields, size_t fl, const uint8_
     size_t start = l->stage.len;
     buf_puts(&l->stage, "{\"fields\":");
     buf_append(&l->stage, fields, fl);
-    buf_printf(&l->stage, ",\"index\":%" PRIu64 ",\"source\":", idx);
+    char num[24];
+    size_t nl = 0;
+    uint64_t v = idx;
+    do {
+        num[sizeof num - 1 - nl++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    buf_append(&l->stage, ",\"index\":", 9);
+    buf_append(&l->stage, num + sizeof num - nl, nl);
+    buf_append(&l->stage, ",\"source\":", 10);
     buf_append(&l->stage, source, sl);
     buf_puts(&l->stage, ",\"time\":\"");
     buf_append(&l->stage, t, 24);
@@ -1588,21 +1604,25 @@ int ledger_append(ledger *l, const char *type, const char *source, const uint8_t
 int ledger_append_json(ledger *l, const uint8_t *json, size_t n, const char *default_source,
                        uint64_t *index, buf *err)
 {
-    buf canon;
-    buf_init(&canon, (size_t)LEDGER_MAX_ENTRY * 2);
+    buf *canon = &l->canon;
+    buf_reset(canon);
     jcs_error je;
-    int rc = -EINVAL;
-    if (jcs_canonicalize(json, n, JCS_EXACT_NUMBERS | JCS_OBJECT, &canon, &je) < 0) {
-        errf(err, "byte %zu: %s", je.offset, je.msg);
-        goto out;
-    }
     jcs_member m[8];
-    long k = jcs_members(canon.p, canon.len, m, 8);
+    long k = -1;
+    if (jcs_canonicalize_members(json, n, JCS_EXACT_NUMBERS | JCS_OBJECT, canon, &je, m, 8, &k) <
+        0) {
+        errf(err, "byte %zu: %s", je.offset, je.msg);
+        return -EINVAL;
+    }
     const jcs_member *type = NULL, *source = NULL, *fields = NULL;
+    if (k > 8) {
+        errf(err, "too many members; valid: type, source, fields");
+        return -EINVAL;
+    }
     for (long i = 0; i < k; i++) {
-        const char *key = (const char *)canon.p + m[i].key_off;
+        const char *key = (const char *)canon->p + m[i].key_off;
         size_t kl = m[i].key_len;
-        const uint8_t *v = canon.p + m[i].val_off;
+        const uint8_t *v = canon->p + m[i].val_off;
         if (kl == 4 && memcmp(key, "type", 4) == 0 && v[0] == '"')
             type = &m[i];
         else if (kl == 6 && memcmp(key, "source", 6) == 0 && v[0] == '"')
@@ -1615,50 +1635,54 @@ int ledger_append_json(ledger *l, const uint8_t *json, size_t n, const char *def
                  "\"%.*s\" は台帳が付けます / \"%.*s\" is set by the ledger (put an event's own "
                  "time in fields)",
                  (int)kl, key, (int)kl, key);
-            goto out;
+            return -EINVAL;
         } else {
             errf(err,
                  "\"%.*s\": 使えるのは type, source, fields です / unknown or mistyped member; "
                  "valid: type (string), source (string), fields (object)",
                  (int)(kl > 40 ? 40 : kl), key);
-            goto out;
+            return -EINVAL;
         }
-    }
-    if (k > 8) {
-        errf(err, "too many members; valid: type, source, fields");
-        goto out;
     }
     if (type == NULL) {
         errf(err, "\"type\" (文字列) が必要です / \"type\" (a string) is required");
-        goto out;
+        return -EINVAL;
     }
-    buf tv, sv;
-    buf_init(&tv, LEDGER_MAX_ENTRY);
-    buf_init(&sv, LEDGER_MAX_ENTRY);
-    jcs_string_value(canon.p + type->val_off, type->val_len, &tv);
-    if (source)
-        jcs_string_value(canon.p + source->val_off, source->val_len, &sv);
-    else
-        buf_puts(&sv, default_source);
-    if (memchr(tv.p ? (const char *)tv.p : "", 0, tv.len) ||
-        memchr(sv.p ? (const char *)sv.p : "", 0, sv.len)) {
-        errf(err, "type/source: NUL は使えません / may not contain NUL");
-        rc = -EINVAL;
-    } else if (check_label("type", buf_cstr(&tv), err) == 0 &&
-               check_label("source", buf_cstr(&sv), err) == 0) {
-        buf sq;
-        buf_init(&sq, LEDGER_MAX_ENTRY * 2);
-        jcs_put_string(&sq, buf_cstr(&sv), sv.len);
-        rc = stage_entry(l, fields ? canon.p + fields->val_off : (const uint8_t *)"{}",
-                         fields ? fields->val_len : 2, sq.p, sq.len, canon.p + type->val_off,
-                         type->val_len, index, err);
-        buf_free(&sq);
+    /* type: its canonical string is used as it is; its value is checked. */
+    buf_reset(&l->sv);
+    jcs_string_value(canon->p + type->val_off, type->val_len, &l->sv);
+    if (memchr(buf_cstr(&l->sv), 0, l->sv.len) || check_label("type", buf_cstr(&l->sv), err) < 0) {
+        if (memchr(buf_cstr(&l->sv), 0, l->sv.len))
+            errf(err, "type: NUL は使えません / may not contain NUL");
+        return -EINVAL;
     }
-    buf_free(&tv);
-    buf_free(&sv);
-out:
-    buf_free(&canon);
-    return rc;
+    const uint8_t *sp;
+    size_t sl;
+    if (source) {
+        buf_reset(&l->sv);
+        jcs_string_value(canon->p + source->val_off, source->val_len, &l->sv);
+        if (memchr(buf_cstr(&l->sv), 0, l->sv.len) ||
+            check_label("source", buf_cstr(&l->sv), err) < 0) {
+            if (memchr(buf_cstr(&l->sv), 0, l->sv.len))
+                errf(err, "source: NUL は使えません / may not contain NUL");
+            return -EINVAL;
+        }
+        sp = canon->p + source->val_off;
+        sl = source->val_len;
+    } else {
+        if (check_label("source", default_source, err) < 0)
+            return -EINVAL;
+        buf_reset(&l->sq);
+        if (jcs_put_string(&l->sq, default_source, strlen(default_source)) < 0) {
+            errf(err, "source: UTF-8 ではありません / not valid UTF-8");
+            return -EINVAL;
+        }
+        sp = l->sq.p;
+        sl = l->sq.len;
+    }
+    return stage_entry(l, fields ? canon->p + fields->val_off : (const uint8_t *)"{}",
+                       fields ? fields->val_len : 2, sp, sl, canon->p + type->val_off,
+                       type->val_len, index, err);
 }
 
 size_t ledger_pending(const ledger *l)
@@ -2158,6 +2182,11 @@ typedef struct vremoval {
     char time[32];
 } vremoval;
 
+typedef struct vmismatch {
+    uint64_t index;
+    char where[SEG_NAME_MAX + 32];
+} vmismatch;
+
 typedef struct vjump {
     uint64_t from, to;
     char where[SEG_NAME_MAX + 32];
@@ -2187,6 +2216,9 @@ typedef struct vstate {
     size_t nrem;
     vjump *jumps;
     size_t njumps;
+    vmismatch *mis;
+    size_t nmis;
+    uint64_t mis_dropped;
     buf scratch, tmp;
 } vstate;
 
@@ -2390,12 +2422,22 @@ static void verify_segment(vstate *v, const segment *s, const map *m, int last,
             if (!v->any_seen || e.index > v->max_seen)
                 v->max_seen = e.index;
             v->any_seen = 1;
-            if (e.index < lvl0 && memcmp(v->lvl[0].p + e.index * 32, leaf, 32) != 0)
-                vreport(v, V_MODIFIED,
-                        "entry %" PRIu64 " (entries/%s byte %zu): 追記時に記録したハッシュと内容"
-                        "が一致しません / its content differs from the hash recorded when it "
-                        "was appended",
-                        e.index, s->name, pos);
+            if (e.index < lvl0 && memcmp(v->lvl[0].p + e.index * 32, leaf, 32) != 0) {
+                /* Decided at the end: a changed entry, or a damaged stored
+                 * hash (when the signed roots vouch for the entry). */
+                if (v->nmis < 100000) {
+                    vmismatch *nm = realloc(v->mis, (v->nmis + 1) * sizeof *nm);
+                    if (nm == NULL)
+                        msg_fatal("ledger verify: out of memory");
+                    v->mis = nm;
+                    v->mis[v->nmis].index = e.index;
+                    snprintf(v->mis[v->nmis].where, sizeof v->mis[v->nmis].where, "%s byte %zu",
+                             s->name, pos);
+                    v->nmis++;
+                } else {
+                    v->mis_dropped++;
+                }
+            }
             if (e.index == here && here < noffs && get_le64(v->offs.p + here * 8) != pos) {
                 if (v->derived_bad++ == 0)
                     snprintf(v->derived_first, sizeof v->derived_first,
@@ -2547,6 +2589,30 @@ static int load_heads(vstate *v, const ledger_verify_opts *o, const uint8_t pk[3
     return 0;
 }
 
+/* MTH(D[a:b]) from the mapped stored subtrees; -1 if one is missing. */
+static int vsubtree(const vstate *v, uint64_t a, uint64_t b, uint8_t out[32])
+{
+    uint64_t size = b - a;
+    if (size == 0) {
+        empty_root(out);
+        return 0;
+    }
+    if ((size & (size - 1)) == 0 && a % size == 0) {
+        int k = __builtin_ctzll(size);
+        uint64_t i = a / size;
+        if ((i + 1) * 32 > v->lvl[k].len)
+            return -1;
+        memcpy(out, v->lvl[k].p + i * 32, 32);
+        return 0;
+    }
+    uint64_t k = (uint64_t)1 << (63 - __builtin_clzll(size - 1));
+    uint8_t l[32], r[32];
+    if (vsubtree(v, a, a + k, l) < 0 || vsubtree(v, a + k, b, r) < 0)
+        return -1;
+    ledger_node_hash(l, r, out);
+    return 0;
+}
+
 static int u64_cmp(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -2564,6 +2630,7 @@ static void vstate_free(vstate *v)
     free(v->gaps);
     free(v->rem);
     free(v->jumps);
+    free(v->mis);
     buf_free(&v->scratch);
     buf_free(&v->tmp);
 }
@@ -2727,36 +2794,46 @@ int ledger_verify(const ledger_verify_opts *o, FILE *out, ledger_verify_result *
         verify_segment(&v, s, &m, i + 1 == nseg, r, limit);
         unmap(&m);
     }
-    /* Removed segments: each gap needs its record. */
+    /* Removed segments: each gap must be covered, segment after segment, by
+     * removal records. */
     for (size_t g = 0; g < v.ngaps; g++) {
         const vgap *gp = &v.gaps[g];
-        const vremoval *rm = NULL;
-        for (size_t i = 0; i < v.nrem; i++)
-            if (v.rem[i].first == gp->a && v.rem[i].entries == gp->b - gp->a)
-                rm = &v.rem[i];
-        if (rm == NULL) {
-            vreport(&v, V_DELETED,
-                    "記録 %" PRIu64 "..%" PRIu64 " の区間ファイルがありません（削除の記録なし）/ "
-                    "entries %" PRIu64 "..%" PRIu64 ": their segment file is missing, and no "
-                    "ledger.segment_removed record explains it",
-                    gp->a, gp->b - 1, gp->a, gp->b - 1);
-            continue;
+        uint64_t at = gp->a;
+        while (at < gp->b) {
+            const vremoval *rm = NULL;
+            for (size_t i = 0; i < v.nrem; i++)
+                if (v.rem[i].first == at && v.rem[i].entries > 0 && v.rem[i].entries <= gp->b - at)
+                    rm = &v.rem[i];
+            if (rm == NULL) {
+                vreport(&v, V_DELETED,
+                        "記録 %" PRIu64 "..%" PRIu64 " の区間ファイルがありません（削除の記録なし）"
+                        "/ entries %" PRIu64 "..%" PRIu64 ": their segment file is missing, and "
+                        "no ledger.segment_removed record explains it",
+                        at, gp->b - 1, at, gp->b - 1);
+                break;
+            }
+            uint64_t end = at + rm->entries;
+            r->removed += rm->entries;
+            /* The recorded root at the segment's end, against the tree. */
+            int root_ok = 1;
+            if (!v.tree_broken && v.lvl[0].len / 32 >= end) {
+                uint8_t root[32];
+                root_ok = vsubtree(&v, 0, end, root) == 0 && memcmp(root, rm->root, 32) == 0;
+            }
+            if (!root_ok)
+                vreport(&v, V_HEAD,
+                        "entry %" PRIu64 ": the root recorded when segment %s was removed does "
+                        "not match the stored hashes of entries 0..%" PRIu64,
+                        rm->index, rm->segment, end - 1);
+            else
+                vreport(&v, V_REMOVED,
+                        "%s（記録 %" PRIu64 "..%" PRIu64
+                        "）は %s に削除されました / entries %" PRIu64 "..%" PRIu64
+                        " (segment %s) were removed at %s, recorded as entry %" PRIu64,
+                        rm->segment, at, end - 1, rm->time, at, end - 1, rm->segment, rm->time,
+                        rm->index);
+            at = end;
         }
-        r->removed += gp->b - gp->a;
-        if (gp->have_root && memcmp(gp->root_b, rm->root, 32) != 0)
-            vreport(&v, V_HEAD,
-                    "entry %" PRIu64 ": the root recorded when segment %s was removed does not "
-                    "match the stored hashes of entries 0..%" PRIu64,
-                    rm->index, rm->segment, gp->b - 1);
-        else
-            vreport(&v, V_REMOVED,
-                    "%s（記録 %" PRIu64 "..%" PRIu64 "）は %s に削除されました / entries %" PRIu64
-                    "..%" PRIu64 " (segment %s) were removed at %s, recorded as entry %" PRIu64
-                    "%s",
-                    rm->segment, gp->a, gp->b - 1, rm->time, gp->a, gp->b - 1, rm->segment,
-                    rm->time, rm->index,
-                    gp->have_root ? "; their hashes still match the signed heads"
-                                  : "; their hashes are gone too");
     }
     free(segs);
     /* Missing indices in the middle, then at the end. */
@@ -2828,6 +2905,23 @@ int ledger_verify(const ledger_verify_opts *o, FILE *out, ledger_verify_result *
         else
             v.counts[V_HEAD]++;
     }
+    /* Leaf hash mismatches: below a signed head that matched the entries, the
+     * entry is what was signed and the stored hash is what changed. */
+    for (size_t i = 0; i < v.nmis; i++) {
+        if (v.mis[i].index < good && !v.tree_broken) {
+            if (v.derived_bad++ == 0)
+                snprintf(v.derived_first, sizeof v.derived_first,
+                         "tree/hashes-00 record %" PRIu64 " (the entry matches the signed root)",
+                         v.mis[i].index);
+            continue;
+        }
+        vreport(&v, V_MODIFIED,
+                "entry %" PRIu64 " (entries/%s): 追記時に記録したハッシュと内容が一致しません / "
+                "its content differs from the hash recorded when it was appended",
+                v.mis[i].index, v.mis[i].where);
+    }
+    if (v.mis_dropped)
+        v.counts[V_MODIFIED] += v.mis_dropped;
     if (v.tree_broken)
         vreport(&v, V_DAMAGED,
                 "tree/hashes-00: 削除された区間のハッシュもありません / the hashes of removed "

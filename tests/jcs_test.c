@@ -230,6 +230,26 @@ static void test_members(void)
     CHECK_INT(jcs_string_value((const uint8_t *)t + m[1].val_off, m[1].val_len, &v), 0);
     CHECK_STR(buf_cstr(&v), "v\"");
     buf_free(&v);
+    /* The members as the canonicalizer saw them, also after sorting. */
+    buf c;
+    buf_init(&c, 1024);
+    buf_puts(&c, "xx");
+    jcs_error e;
+    long k = 0;
+    const char *in = "{ \"b\" : [1, 2], \"a\":{\"y\":1,\"x\":2}, \"c\":\"\\u0041\" }";
+    CHECK_INT(jcs_canonicalize_members((const uint8_t *)in, strlen(in), 0, &c, &e, m, 4, &k), 0);
+    CHECK_INT(k, 3);
+    CHECK_STR(buf_cstr(&c), "xx{\"a\":{\"x\":2,\"y\":1},\"b\":[1,2],\"c\":\"A\"}");
+    const char *base = buf_cstr(&c) + 2;
+    CHECK(m[0].key_len == 1 && base[m[0].key_off] == 'a');
+    CHECK(strncmp(base + m[0].val_off, "{\"x\":2,\"y\":1}", m[0].val_len) == 0 &&
+          m[0].val_len == 13);
+    CHECK(m[1].key_len == 1 && base[m[1].key_off] == 'b');
+    CHECK(strncmp(base + m[1].val_off, "[1,2]", m[1].val_len) == 0 && m[1].val_len == 5);
+    CHECK(strncmp(base + m[2].val_off, "\"A\"", m[2].val_len) == 0 && m[2].val_len == 3);
+    CHECK_INT(jcs_canonicalize_members((const uint8_t *)"[1]", 3, 0, &c, &e, m, 4, &k), 0);
+    CHECK_INT(k, -1);
+    buf_free(&c);
     CHECK_INT(jcs_members((const uint8_t *)"[1]", 3, m, 4), -1);
     CHECK_INT(jcs_members((const uint8_t *)"{}", 2, m, 4), 0);
     CHECK_INT(jcs_members((const uint8_t *)"{\"a\"}", 5, m, 4), -1);
