@@ -51,7 +51,7 @@ check: deps-check build
 FUZZ_SECONDS ?= 600
 fuzz: deps-check $(ASAN)/build.ninja
 	ninja -C $(ASAN)
-	for t in sanitize mimehdr charset htmltext policy; do \
+	for t in sanitize mimehdr charset htmltext policy ledger; do \
 	    fuzz/run-fuzz.sh $(ASAN)/fuzz/fuzz_$$t fuzz/corpus/$$t $(FUZZ_SECONDS) || exit 1; \
 	done
 
