@@ -138,6 +138,8 @@ static void test_examples(void)
         CHECK_STR(p->mail.subject_tag, "[外部]");
         CHECK_INT(p->mail.limits.max_message_bytes, 50 << 20);
         CHECK_INT(p->mail.limits.time_limit_ms, 30000);
+        CHECK_INT(p->ledger.retention_days, 1825);
+        CHECK_INT(p->ledger.segment_daily, 0);
         CHECK(policy_domain_is_internal(p, "town.tadami.example"));
         CHECK(policy_domain_is_internal(p, "Mail.Town.Tadami.Example"));
         CHECK(policy_domain_is_internal(p, "town.tadami.example."));
