@@ -5,6 +5,8 @@
  * and so is a broken invariant:
  *   - canonicalization is idempotent and its output is recognised as
  *     canonical; the members it reports are those jcs_members() finds;
+ *   - the in-place canonical check says yes exactly when the input is its
+ *     own canonical form;
  *   - exact-number mode accepts a subset of what plain mode accepts, with the
  *     same output;
  *   - a decoded entry's parts lie inside the line and have the types decoded;
@@ -52,6 +54,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     } else if (e.offset > size) {
         abort();
     }
+    /* The in-place check agrees with the canonicalizer. */
+    int canon = plain == 0 && a.len == size && memcmp(a.p, data, size) == 0;
+    if (jcs_is_canonical(data, size, 0, &s, &e) != canon)
+        abort();
+    long k3 = -2;
+    if (canon && jcs_is_canonical_members(data, size, 0, &s, &e, m2, 8, &k3) &&
+        (k3 != k || (k > 0 && (m2[0].key_off != m[0].key_off || m2[0].val_len != m[0].val_len))))
+        abort();
     buf_reset(&b);
     int exact = jcs_canonicalize(data, size, JCS_EXACT_NUMBERS, &b, &e);
     if (exact == 0 && (plain != 0 || b.len != a.len || memcmp(a.p, b.p, a.len) != 0))
@@ -62,8 +72,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (ledger_entry_decode(data, size, &s, &en, why, sizeof why) == 0) {
         if (en.fields_off + en.fields_len > size || data[en.fields_off] != '{' ||
             en.type_off + en.type_len > size || data[en.type_off] != '"' ||
-            en.source_off + en.source_len > size || data[en.source_off] != '"' ||
-            en.time_len != 26)
+            en.source_off + en.source_len > size || data[en.source_off] != '"' || en.time_len != 26)
             abort();
     }
 

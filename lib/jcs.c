@@ -998,9 +998,281 @@ int jcs_is_canonical(const uint8_t *in, size_t n, unsigned flags, buf *scratch, 
     return jcs_is_canonical_members(in, n, flags, scratch, err, NULL, 0, NULL);
 }
 
+/* ---- checking canonical text in place ----------------------------------------- */
+
+/* The fast path of jcs_is_canonical(): a validator that writes nothing and
+ * accepts only text that is byte for byte its own canonical form. Anything it
+ * does not accept goes to the full canonicalizer, which decides (and says
+ * why); the fuzz target checks that both agree. */
+typedef struct vs {
+    const uint8_t *s;
+    size_t n, i;
+    unsigned flags;
+    jcs_member *top;
+    size_t top_max;
+    long top_n;
+} vs;
+
+/* The next code point of a canonical string body at t[*i] (escapes decoded). */
+static uint32_t next_cp(const uint8_t *t, size_t end, size_t *i)
+{
+    uint32_t cp;
+    if (t[*i] != '\\') {
+        size_t k = utf8_decode(t + *i, end - *i, &cp);
+        *i += k ? k : 1;
+        return k ? cp : t[*i - 1];
+    }
+    uint8_t e = t[*i + 1];
+    *i += 2;
+    switch (e) {
+    case 'b':
+        return '\b';
+    case 'f':
+        return '\f';
+    case 'n':
+        return '\n';
+    case 'r':
+        return '\r';
+    case 't':
+        return '\t';
+    case 'u':
+        hex4(t + *i, &cp);
+        *i += 4;
+        return cp;
+    default:
+        return e;
+    }
+}
+
+/* UTF-16 order of two canonical string bodies (a: [as, ae), b: [bs, be)). */
+static int body_cmp(const uint8_t *t, size_t as, size_t ae, size_t bs, size_t be)
+{
+    size_t i = as, j = bs;
+    while (i < ae && j < be) {
+        if (t[i] == t[j] && t[i] < 0x80 && t[i] != '\\') {
+            i++, j++;
+            continue;
+        }
+        uint32_t ca = next_cp(t, ae, &i), cb = next_cp(t, be, &j);
+        if (ca == cb)
+            continue;
+        if ((ca >= 0x10000) != (cb >= 0x10000)) {
+            if (ca >= 0x10000)
+                ca = 0xd800 + ((ca - 0x10000) >> 10);
+            else
+                cb = 0xd800 + ((cb - 0x10000) >> 10);
+        }
+        return ca < cb ? -1 : 1;
+    }
+    return i < ae ? 1 : j < be ? -1 : 0;
+}
+
+/* A canonical string at v->i (the quote); 0 or -1. */
+static int vstring(vs *v)
+{
+    const uint8_t *s = v->s;
+    size_t i = v->i + 1;
+    for (;;) {
+        while (i < v->n && plain_ascii[s[i]])
+            i++;
+        if (i >= v->n)
+            return -1;
+        uint8_t c = s[i];
+        if (c == '"') {
+            v->i = i + 1;
+            return 0;
+        }
+        if (c == '\\') {
+            if (i + 1 >= v->n)
+                return -1;
+            uint8_t e = s[i + 1];
+            if (e == '"' || e == '\\' || e == 'b' || e == 'f' || e == 'n' || e == 'r' || e == 't') {
+                i += 2;
+                continue;
+            }
+            /* \u00xx, lower-case, only for the controls without a short form */
+            if (e != 'u' || i + 6 > v->n || s[i + 2] != '0' || s[i + 3] != '0' ||
+                (s[i + 4] != '0' && s[i + 4] != '1'))
+                return -1;
+            uint8_t h = s[i + 5];
+            if (!((h >= '0' && h <= '9') || (h >= 'a' && h <= 'f')))
+                return -1;
+            uint32_t cp = (uint32_t)((s[i + 4] - '0') * 16 + (h <= '9' ? h - '0' : h - 'a' + 10));
+            if (cp == '\b' || cp == '\f' || cp == '\n' || cp == '\r' || cp == '\t')
+                return -1;
+            i += 6;
+            continue;
+        }
+        if (c < 0x80)
+            return -1; /* a raw control character */
+        uint32_t cp;
+        size_t k = utf8_decode(s + i, v->n - i, &cp);
+        if (k == 0)
+            return -1;
+        i += k;
+    }
+}
+
+static int vvalue(vs *v, int depth);
+
+static int vnumber(vs *v)
+{
+    const uint8_t *s = v->s;
+    size_t st = v->i, i = st;
+    if (i < v->n && s[i] == '-')
+        i++;
+    size_t d0 = i;
+    while (i < v->n && s[i] >= '0' && s[i] <= '9')
+        i++;
+    size_t nd = i - d0;
+    int plain = nd > 0 && nd <= 15 && (i >= v->n || (s[i] != '.' && s[i] != 'e' && s[i] != 'E'));
+    if (plain) {
+        /* "0", or no leading zero; never "-0" */
+        if (s[d0] == '0' && (nd > 1 || d0 > st))
+            return -1;
+        v->i = i;
+        return 0;
+    }
+    /* Anything else: the canonicalizer's own number path decides. */
+    size_t e = st;
+    while (e < v->n && (s[e] == '-' || s[e] == '+' || s[e] == '.' || s[e] == 'e' || s[e] == 'E' ||
+                        (s[e] >= '0' && s[e] <= '9')))
+        e++;
+    buf tmp;
+    buf_init(&tmp, 64);
+    ps p = {0};
+    p.s = s;
+    p.n = e;
+    p.i = st;
+    p.flags = v->flags;
+    p.out = &tmp;
+    parse_number(&p);
+    int ok = !p.failed && p.i == e && tmp.len == e - st && memcmp(tmp.p, s + st, e - st) == 0;
+    buf_free(&tmp);
+    if (!ok)
+        return -1;
+    v->i = e;
+    return 0;
+}
+
+static int vvalue(vs *v, int depth)
+{
+    if (depth > JCS_MAX_DEPTH || v->i >= v->n)
+        return -1;
+    const uint8_t *s = v->s;
+    switch (s[v->i]) {
+    case '"':
+        return vstring(v);
+    case '{': {
+        v->i++;
+        if (v->i < v->n && s[v->i] == '}') {
+            v->i++;
+            if (depth == 1)
+                v->top_n = 0;
+            return 0;
+        }
+        size_t pks = 0, pke = 0;
+        long count = 0;
+        for (;;) {
+            if (v->i >= v->n || s[v->i] != '"')
+                return -1;
+            size_t ks = v->i;
+            if (vstring(v) < 0)
+                return -1;
+            size_t ke = v->i; /* after the closing quote */
+            if (count > 0 && body_cmp(s, pks + 1, pke - 1, ks + 1, ke - 1) >= 0)
+                return -1; /* out of order, or a duplicate */
+            if (v->i >= v->n || s[v->i] != ':')
+                return -1;
+            v->i++;
+            size_t vsx = v->i;
+            if (vvalue(v, depth + 1) < 0)
+                return -1;
+            if (depth == 1 && v->top && (size_t)count < v->top_max) {
+                v->top[count].key_off = ks + 1;
+                v->top[count].key_len = ke - 1 - (ks + 1);
+                v->top[count].val_off = vsx;
+                v->top[count].val_len = v->i - vsx;
+            }
+            count++;
+            pks = ks, pke = ke;
+            if (v->i < v->n && s[v->i] == ',') {
+                v->i++;
+                continue;
+            }
+            if (v->i < v->n && s[v->i] == '}') {
+                v->i++;
+                if (depth == 1)
+                    v->top_n = count;
+                return 0;
+            }
+            return -1;
+        }
+    }
+    case '[':
+        v->i++;
+        if (v->i < v->n && s[v->i] == ']') {
+            v->i++;
+            return 0;
+        }
+        for (;;) {
+            if (vvalue(v, depth + 1) < 0)
+                return -1;
+            if (v->i < v->n && s[v->i] == ',') {
+                v->i++;
+                continue;
+            }
+            if (v->i < v->n && s[v->i] == ']') {
+                v->i++;
+                return 0;
+            }
+            return -1;
+        }
+    case 't':
+        if (v->n - v->i >= 4 && memcmp(s + v->i, "true", 4) == 0) {
+            v->i += 4;
+            return 0;
+        }
+        return -1;
+    case 'f':
+        if (v->n - v->i >= 5 && memcmp(s + v->i, "false", 5) == 0) {
+            v->i += 5;
+            return 0;
+        }
+        return -1;
+    case 'n':
+        if (v->n - v->i >= 4 && memcmp(s + v->i, "null", 4) == 0) {
+            v->i += 4;
+            return 0;
+        }
+        return -1;
+    default:
+        if (s[v->i] == '-' || (s[v->i] >= '0' && s[v->i] <= '9'))
+            return vnumber(v);
+        return -1;
+    }
+}
+
+/* 1 if in[0..n) is canonical (members filled as jcs_canonicalize_members
+ * would), 0 if this fast check cannot say so. */
+static int fast_canonical(const uint8_t *in, size_t n, unsigned flags, jcs_member *top, size_t max,
+                          long *count)
+{
+    vs v = {in, n, 0, flags, top, max, -1};
+    if ((flags & JCS_OBJECT) && (n == 0 || in[0] != '{'))
+        return 0;
+    if (vvalue(&v, 1) < 0 || v.i != n)
+        return 0;
+    if (count)
+        *count = v.top_n;
+    return 1;
+}
+
 int jcs_is_canonical_members(const uint8_t *in, size_t n, unsigned flags, buf *scratch,
                              jcs_error *err, jcs_member *top, size_t max, long *count)
 {
+    if (fast_canonical(in, n, flags, top, max, count))
+        return 1;
     buf_reset(scratch);
     if (jcs_canonicalize_members(in, n, flags, scratch, err, top, max, count) < 0)
         return 0;
