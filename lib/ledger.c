@@ -698,6 +698,8 @@ struct ledger {
     buf scratch, tmp, canon, sv, sq;
     int64_t tsec;
     char tprefix[32];
+    char tperiod[16];   /* the segment period of second tsec */
+    const char *sq_for; /* default source whose canonical string is in sq */
 };
 
 static int64_t now_ms(ledger *l)
@@ -1464,10 +1466,16 @@ static const char *time_str(ledger *l, int64_t ms, char out[32])
     if (sec != l->tsec) {
         fmt_time(ms, out);
         memcpy(l->tprefix, out, 20); /* "YYYY-MM-DDTHH:MM:SS." */
+        fmt_period(ms, l->o.period, l->tperiod);
         l->tsec = sec;
     }
     memcpy(out, l->tprefix, 20);
-    snprintf(out + 20, 12, "%03dZ", (int)(ms % 1000));
+    int m = (int)(ms % 1000);
+    out[20] = (char)('0' + m / 100);
+    out[21] = (char)('0' + m / 10 % 10);
+    out[22] = (char)('0' + m % 10);
+    out[23] = 'Z';
+    out[24] = 0;
     return out;
 }
 
@@ -1481,8 +1489,9 @@ static int stage_entry(ledger *l, const uint8_t *fields, size_t fl, const uint8_
         return -EIO;
     }
     int64_t now = now_ms(l);
-    char period[16];
-    fmt_period(now, l->o.period, period);
+    char t[32];
+    time_str(l, now, t);
+    const char *period = l->tperiod;
     if (l->nseg == 0 || strcmp(period, l->segs[l->nseg - 1].period) > 0 ||
         strlen(period) != strlen(l->segs[l->nseg - 1].period)) {
         /* A new period: close the old segment with a signed head over its end. */
@@ -1497,8 +1506,6 @@ static int stage_entry(ledger *l, const uint8_t *fields, size_t fl, const uint8_
         return -ENOMEM;
     }
     uint64_t idx = l->n + l->nstage;
-    char t[32];
-    time_str(l, now, t);
     size_t start = l->stage.len;
     buf_puts(&l->stage, "{\"fields\":");
     buf_append(&l->stage, fields, fl);
@@ -1664,12 +1671,16 @@ int ledger_append_json(ledger *l, const uint8_t *json, size_t n, const char *def
         sp = canon->p + source->val_off;
         sl = source->val_len;
     } else {
-        if (check_label("source", default_source, err) < 0)
-            return -EINVAL;
-        buf_reset(&l->sq);
-        if (jcs_put_string(&l->sq, default_source, strlen(default_source)) < 0) {
-            errf(err, "source: UTF-8 ではありません / not valid UTF-8");
-            return -EINVAL;
+        if (l->sq_for != default_source) {
+            l->sq_for = NULL;
+            if (check_label("source", default_source, err) < 0)
+                return -EINVAL;
+            buf_reset(&l->sq);
+            if (jcs_put_string(&l->sq, default_source, strlen(default_source)) < 0) {
+                errf(err, "source: UTF-8 ではありません / not valid UTF-8");
+                return -EINVAL;
+            }
+            l->sq_for = default_source;
         }
         sp = l->sq.p;
         sl = l->sq.len;

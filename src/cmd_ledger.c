@@ -661,8 +661,17 @@ static int do_append(int argc, char **argv)
             stop = 1;
             break;
         }
-        for (size_t i = 0; i < nidx; i++)
-            printf("%" PRIu64 "\n", idx[i]);
+        for (size_t i = 0; i < nidx; i++) {
+            char num[24];
+            size_t k = sizeof num;
+            uint64_t v = idx[i];
+            num[--k] = '\n';
+            do {
+                num[--k] = (char)('0' + v % 10);
+                v /= 10;
+            } while (v);
+            fwrite(num + k, 1, sizeof num - k, stdout);
+        }
         nidx = 0;
         if (finish_stdout() != EXIT_OK) {
             status = EXIT_IOERR;
