@@ -5,7 +5,7 @@ BUILD   ?= build
 ASAN    ?= build-asan
 MESON_WERROR = -Dwerror=true
 
-.PHONY: all deps deps-check build run check test test-asan fuzz bench clean
+.PHONY: all deps deps-check build run check test test-asan fuzz bench bench-ledger clean
 
 all: build
 
@@ -51,7 +51,7 @@ check: deps-check build
 FUZZ_SECONDS ?= 600
 fuzz: deps-check $(ASAN)/build.ninja
 	ninja -C $(ASAN)
-	for t in sanitize mimehdr charset htmltext policy; do \
+	for t in sanitize mimehdr charset htmltext policy b64 ledger; do \
 	    fuzz/run-fuzz.sh $(ASAN)/fuzz/fuzz_$$t fuzz/corpus/$$t $(FUZZ_SECONDS) || exit 1; \
 	done
 
@@ -59,6 +59,10 @@ fuzz: deps-check $(ASAN)/build.ninja
 bench: build
 	@scripts/deps-bench.sh
 	bench/run.sh $(BUILD)
+
+# The ledger against SQLite (WAL, synchronous=FULL) on the same records.
+bench-ledger: build
+	/usr/bin/python3 bench/ledger.py $(BUILD)
 
 clean:
 	rm -rf $(BUILD) $(ASAN) out var

@@ -127,6 +127,8 @@ typedef struct ctx {
     buf *errors;
     int nerr;
     int qdir_set;    /* mail.quarantine.dir given in the file */
+    int ldir_set;    /* ledger.dir given in the file */
+    int lkey_set;    /* ledger.key_file given in the file */
     size_t hdr_line; /* line of mail.limits.max_header_size, 0 if not given */
     policy *p;
     net_seen nets[POLICY_MAX_NETWORKS];
@@ -414,6 +416,8 @@ enum ftype {
 #define F_QDIR     2u /* sets ctx.qdir_set */
 #define F_NONEMPTY 4u /* text may not be "" */
 #define F_HDR      8u /* sets ctx.hdr_line */
+#define F_LDIR     16u /* sets ctx.ldir_set */
+#define F_LKEY     32u /* sets ctx.lkey_set */
 
 struct section;
 
@@ -516,6 +520,20 @@ static const field mail_fields[] = {
 };
 static const section mail_section = {"mail", mail_fields, NFIELDS(mail_fields), 0, NULL};
 
+static const char *const segment_choices[] = {"monthly", "daily", NULL};
+#define LED(f) offsetof(policy, ledger.f)
+static const field ledger_fields[] = {
+    {"dir", T_PATH, LED(dir), 0, 0, 0, NULL, NULL, F_LDIR},
+    {"key_file", T_PATH, LED(key_file), 0, 0, 0, NULL, NULL, F_LKEY},
+    {"checkpoint_entries", T_COUNT, LED(checkpoint_entries), 0, 1, 100000000, NULL, NULL, 0},
+    {"checkpoint_interval", T_DURATION, LED(checkpoint_interval_ms), 0, 100, 86400000, NULL, NULL,
+     0},
+    {"segment", T_ENUM_INT, LED(segment_daily), 0, 0, 0, NULL, segment_choices, 0},
+    {"retention_days", T_COUNT, LED(retention_days), 0, 0, 36500, NULL, NULL, 0},
+};
+#undef LED
+static const section ledger_section = {"ledger", ledger_fields, NFIELDS(ledger_fields), 0, NULL};
+
 static const field top_fields[] = {
     {"organization", T_SECTION, 0, 0, 0, 0, &organization_section, NULL, 0},
     {"state_dir", T_PATH, offsetof(policy, state_dir), 0, 0, 0, NULL, NULL, 0},
@@ -526,7 +544,7 @@ static const field top_fields[] = {
     {"classification", T_SECTION, 0, 0, 0, 0, &classification_section, NULL, 0},
     {"mail", T_SECTION, 0, 0, 0, 0, &mail_section, NULL, 0},
     /* Sections of later issues: an error until they are implemented. */
-    {"ledger", T_UNSUPPORTED, 0, 0, 0, 0, NULL, NULL, 0},
+    {"ledger", T_SECTION, 0, 0, 0, 0, &ledger_section, NULL, 0},
     {"records", T_UNSUPPORTED, 0, 0, 0, 0, NULL, NULL, 0},
     {"fim", T_UNSUPPORTED, 0, 0, 0, 0, NULL, NULL, 0},
     {"outbound", T_UNSUPPORTED, 0, 0, 0, 0, NULL, NULL, 0},
@@ -1003,6 +1021,10 @@ static void apply_field(ctx *c, const field *f, const ynode *y, void *base, cons
         set_text(base, f->off, t);
         if (f->flags & F_QDIR)
             c->qdir_set = 1;
+        if (f->flags & F_LDIR)
+            c->ldir_set = 1;
+        if (f->flags & F_LKEY)
+            c->lkey_set = 1;
         break;
     }
     case T_TEXTLIST:
@@ -1193,6 +1215,23 @@ static void check_role(ctx *c, void *records, size_t i, const ynode *item, const
 
 /* ---- public ---------------------------------------------------------------- */
 
+/* The ledger's paths under state_dir, for those the file did not set. */
+static void set_state_paths(policy *p, int dir, int key)
+{
+    if (dir) {
+        size_t n = strlen(p->state_dir) + sizeof "/ledger";
+        free(p->ledger.dir);
+        p->ledger.dir = xmalloc(n);
+        snprintf(p->ledger.dir, n, "%s/ledger", p->state_dir);
+    }
+    if (key) {
+        size_t n = strlen(p->state_dir) + sizeof "/ledger-signing.key";
+        free(p->ledger.key_file);
+        p->ledger.key_file = xmalloc(n);
+        snprintf(p->ledger.key_file, n, "%s/ledger-signing.key", p->state_dir);
+    }
+}
+
 policy *policy_default(void)
 {
     policy *p = xcalloc(1, sizeof *p);
@@ -1216,6 +1255,11 @@ policy *policy_default(void)
     p->mail.limits.max_decoded_bytes = 256 * MIB;
     p->mail.limits.max_text_bytes = 16 * MIB;
     p->mail.limits.time_limit_ms = 30000;
+    set_state_paths(p, 1, 1);
+    p->ledger.checkpoint_entries = 100000;
+    p->ledger.checkpoint_interval_ms = 10000;
+    p->ledger.segment_daily = 0;
+    p->ledger.retention_days = 0;
     return p;
 }
 
@@ -1239,6 +1283,8 @@ void policy_free(policy *p)
     free(p->state_dir);
     free(p->quarantine_dir);
     free(p->mail.subject_tag);
+    free(p->ledger.dir);
+    free(p->ledger.key_file);
     free(p);
 }
 
@@ -1280,6 +1326,7 @@ policy *policy_load_mem(const char *name, const uint8_t *data, size_t n, buf *er
         p->quarantine_dir = xmalloc(qn);
         snprintf(p->quarantine_dir, qn, "%s/quarantine", p->state_dir);
     }
+    set_state_paths(p, !c->ldir_set, !c->lkey_set);
     /* A header block cannot be larger than the message: an explicit value that
      * says otherwise is a mistake; the default just follows a small message
      * size down. */

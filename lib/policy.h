@@ -52,6 +52,16 @@ typedef struct policy_mail {
     policy_mail_limits limits;
 } policy_mail;
 
+/* Added: the tamper-evident ledger (docs/LEDGER.md). */
+typedef struct policy_ledger {
+    char *dir;                       /* default <state_dir>/ledger */
+    char *key_file;                  /* Ed25519 signing key, default <state_dir>/ledger-signing.key */
+    uint64_t checkpoint_entries;     /* sign a tree head after this many entries, default 100000 */
+    uint64_t checkpoint_interval_ms; /* or after this long, default 10 s */
+    int segment_daily;               /* segment: monthly (0, default) | daily (1) */
+    uint64_t retention_days;         /* segments kept this long after their period; 0 = forever */
+} policy_ledger;
+
 typedef struct policy {
     char *source;             /* file path, or "(built-in defaults)" */
     char *organization;       /* 団体名 */
@@ -75,6 +85,7 @@ typedef struct policy {
     char *state_dir;          /* default $SEKISHO_STATE_DIR or /var/lib/sekisho */
     char *quarantine_dir;     /* default <state_dir>/quarantine */
     policy_mail mail;
+    policy_ledger ledger;
 } policy;
 
 /* Built-in defaults. Never NULL (calls msg_fatal on out of memory). */

@@ -23,5 +23,6 @@ policy *cli_load_policy(const char *path);
 
 int cmd_sanitize(int argc, char **argv);
 int cmd_quarantine(int argc, char **argv);
+int cmd_ledger(int argc, char **argv);
 
 #endif

@@ -22,6 +22,7 @@ static const char usage_text[] =
     "  sanitize     make internet mail safe for the LGWAN zone (メール無害化):\n"
     "               text only, attachments removed, listed and held in quarantine\n"
     "  quarantine   list, show, get (byte for byte) or purge the held originals\n"
+    "  ledger       the tamper-evident ledger (台帳): append, verify, prove, export heads\n"
     "  help CMD     show the manual of a command (same as: sekisho CMD --help)\n"
     "\n"
     "Every command works without a policy file (built-in defaults) and takes\n"
@@ -57,6 +58,7 @@ struct command {
 static const struct command commands[] = {
     {"sanitize", cmd_sanitize},
     {"quarantine", cmd_quarantine},
+    {"ledger", cmd_ledger},
     {NULL, NULL},
 };
 

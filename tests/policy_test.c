@@ -58,6 +58,12 @@ static void test_defaults(void)
     CHECK_INT(p->n_roles, 0);
     CHECK_INT(p->n_internal_domains, 0);
     CHECK(!policy_domain_is_internal(p, "town.tadami.example"));
+    CHECK_STR(p->ledger.dir, "/var/lib/sekisho/ledger");
+    CHECK_STR(p->ledger.key_file, "/var/lib/sekisho/ledger-signing.key");
+    CHECK_INT(p->ledger.checkpoint_entries, 100000);
+    CHECK_INT(p->ledger.checkpoint_interval_ms, 10000);
+    CHECK_INT(p->ledger.segment_daily, 0);
+    CHECK_INT(p->ledger.retention_days, 0);
     policy_free(p);
     policy_free(NULL);
 
@@ -132,6 +138,8 @@ static void test_examples(void)
         CHECK_STR(p->mail.subject_tag, "[外部]");
         CHECK_INT(p->mail.limits.max_message_bytes, 50 << 20);
         CHECK_INT(p->mail.limits.time_limit_ms, 30000);
+        CHECK_INT(p->ledger.retention_days, 1825);
+        CHECK_INT(p->ledger.segment_daily, 0);
         CHECK(policy_domain_is_internal(p, "town.tadami.example"));
         CHECK(policy_domain_is_internal(p, "Mail.Town.Tadami.Example"));
         CHECK(policy_domain_is_internal(p, "town.tadami.example."));
@@ -313,8 +321,17 @@ static void test_errors(void)
         {"mail:\n  limits:\n    max_size: 1\n", 3,
          "mail.limits: unknown key 'max_size'; valid keys in mail.limits: max_message_size"},
         /* later sections */
-        {"ledger:\n  dir: /x\n", 1,
-         "ledger: this section is not supported by this version of sekisho yet"},
+        {"ledger:\n  dir: x\n", 2, "ledger.dir: 'x' must be an absolute path"},
+        {"ledger:\n  segment: weekly\n", 2, "ledger.segment: expected monthly or daily, got 'weekly'"},
+        {"ledger:\n  checkpoint_entries: 0\n", 2,
+         "ledger.checkpoint_entries: '0' is out of range (1 to 100000000)"},
+        {"ledger:\n  checkpoint_interval: 10ms\n", 2,
+         "ledger.checkpoint_interval: 10ms is out of range (100ms to 1440m)"},
+        {"ledger:\n  retention_days: 36501\n", 2,
+         "ledger.retention_days: '36501' is out of range (0 to 36500)"},
+        {"ledger:\n  signing_key: /k\n", 2,
+         "ledger: unknown key 'signing_key'; valid keys in ledger: dir, key_file, "
+         "checkpoint_entries, checkpoint_interval, segment, retention_days"},
         {"audit: {}\n", 1, "audit: this section is not supported by this version of sekisho yet"},
         {"fim: []\n", 1, "fim: this section is not supported"},
         {"records: x\n", 1, "records: this section is not supported"},
@@ -486,7 +503,7 @@ static void test_collects_all(void)
                     "  limits:\n"
                     "    max_depth: 0\n" /* 11 */
                     "    colour: blue\n" /* 12 */
-                    "ledger: {}\n";      /* 13 */
+                    "ledger: {segment: weekly}\n"; /* 13 */
     const char *path = write_file("multi.yaml", y, strlen(y));
     policy *p = policy_load(path, &e);
     CHECK(p == NULL);
@@ -595,6 +612,39 @@ static void test_files(void)
     buf_free(&e);
 }
 
+/* The ledger section: values, and paths that follow state_dir unless set. */
+static void test_ledger(void)
+{
+    buf e;
+    buf_init(&e, 1 << 20);
+    unsetenv("SEKISHO_STATE_DIR");
+    policy *p = load_text("state_dir: /srv/sk\n"
+                          "ledger:\n"
+                          "  checkpoint_entries: 5000\n"
+                          "  checkpoint_interval: 2s\n"
+                          "  segment: daily\n"
+                          "  retention_days: 1825\n",
+                          &e);
+    CHECK(p != NULL);
+    if (p) {
+        CHECK_STR(p->ledger.dir, "/srv/sk/ledger");
+        CHECK_STR(p->ledger.key_file, "/srv/sk/ledger-signing.key");
+        CHECK_INT(p->ledger.checkpoint_entries, 5000);
+        CHECK_INT(p->ledger.checkpoint_interval_ms, 2000);
+        CHECK_INT(p->ledger.segment_daily, 1);
+        CHECK_INT(p->ledger.retention_days, 1825);
+        policy_free(p);
+    }
+    p = load_text("state_dir: /srv/sk\nledger:\n  dir: /data/ledger\n  key_file: /etc/k\n", &e);
+    CHECK(p != NULL);
+    if (p) {
+        CHECK_STR(p->ledger.dir, "/data/ledger");
+        CHECK_STR(p->ledger.key_file, "/etc/k");
+        policy_free(p);
+    }
+    buf_free(&e);
+}
+
 int main(void)
 {
     const char *t = getenv("TMPDIR");
@@ -609,6 +659,7 @@ int main(void)
     test_errors();
     test_collects_all();
     test_files();
+    test_ledger();
 
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
