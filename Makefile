@@ -5,7 +5,8 @@ BUILD   ?= build
 ASAN    ?= build-asan
 MESON_WERROR = -Dwerror=true
 
-.PHONY: all deps deps-check build run check test test-asan fuzz bench bench-ledger clean
+
+.PHONY: all deps deps-check build run samples check test test-asan fuzz bench bench-ledger clean
 
 all: build
 
@@ -21,9 +22,14 @@ $(BUILD)/build.ninja:
 build: deps $(BUILD)/build.ninja
 	ninja -C $(BUILD)
 
-# The main job. Until the gateway (sekisho-milter) lands, it sanitizes the bundled
-# sample mails into out/ with a quarantine under var/.
+# The main job: the gateway. A private Postfix on 127.0.0.1:2525 passes every
+# mail through sekisho-milter into var/maildir/ (state and quarantine under
+# var/); in the foreground until Ctrl-C. See scripts/run-gateway.sh.
 run: build
+	@scripts/run-gateway.sh $(BUILD)
+
+# The sample job: sanitize the bundled sample mails into out/ (quarantine under var/).
+samples: build
 	@scripts/run-samples.sh $(BUILD)
 
 $(ASAN)/build.ninja:

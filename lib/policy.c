@@ -533,6 +533,250 @@ static const field ledger_fields[] = {
 };
 #undef LED
 static const section ledger_section = {"ledger", ledger_fields, NFIELDS(ledger_fields), 0, NULL};
+/* ---- gateway: (sekisho-milter) ----------------------------------------------
+ * One block for the gateway section: its tables, its checks, its defaults and
+ * the direction helpers; hooked in by one line each in top_fields,
+ * policy_default(), policy_free() and policy_load_mem(). */
+
+static const ynode *map_get(const ynode *map, const char *key);
+static void free_record(const struct section *s, void *rec);
+static const char *parse_cidr(const char *s, size_t len, int *af, unsigned char addr[16],
+                              unsigned *prefix);
+static int nets_overlap(const net_seen *a, const net_seen *b);
+
+static const field daemon_zone_fields[] = {
+    {"daemon", T_TEXT, offsetof(policy_daemon_zone, daemon), 0, 0, 64, NULL, NULL,
+     F_REQUIRED | F_NONEMPTY},
+    {"zone", T_TEXT, offsetof(policy_daemon_zone, zone), 0, 0, 256, NULL, NULL,
+     F_REQUIRED | F_NONEMPTY},
+};
+static void check_daemon_zone(ctx *c, void *records, size_t i, const ynode *item, const char *path);
+static const section daemon_zone_section = {"gateway.daemon_zones[]", daemon_zone_fields,
+                                            NFIELDS(daemon_zone_fields), sizeof(policy_daemon_zone),
+                                            check_daemon_zone};
+
+#define GW(f) offsetof(policy, gateway.f)
+static const field gateway_fields[] = {
+    {"listen", T_TEXT, GW(listen), 0, 0, 200, NULL, NULL, F_NONEMPTY},
+    {"workers", T_COUNT, GW(workers), 0, 1, 256, NULL, NULL, 0},
+    {"recycle_after", T_COUNT, GW(recycle_after), 0, 1, 10000000, NULL, NULL, 0},
+    {"daemon_zones", T_LIST, GW(daemon_zones), GW(n_daemon_zones), 0, 0, &daemon_zone_section, NULL,
+     0},
+};
+#undef GW
+static const section gateway_section = {"gateway", gateway_fields, NFIELDS(gateway_fields), 0,
+                                        NULL};
+
+static void check_daemon_zone(ctx *c, void *records, size_t i, const ynode *item, const char *path)
+{
+    char sh[128];
+    policy_daemon_zone *d = records;
+    const ynode *name = map_get(item, "daemon");
+    for (size_t k = 0; k < i && d[i].daemon; k++)
+        if (d[k].daemon && strcmp(d[k].daemon, d[i].daemon) == 0)
+            err(c, name ? name->line : item->line,
+                "%s.daemon: %s is already mapped by gateway.daemon_zones[%zu]", path,
+                show(sh, d[i].daemon, strlen(d[i].daemon)), k);
+}
+
+/* A port number 1-65535 written in decimal; 0 if not. */
+static unsigned parse_port(const char *s)
+{
+    unsigned v = 0;
+    size_t n = 0;
+    for (; s[n] >= '0' && s[n] <= '9' && n < 6; n++)
+        v = v * 10 + (unsigned)(s[n] - '0');
+    return n == 0 || s[n] != 0 || (n > 1 && s[0] == '0') || v > 65535 ? 0 : v;
+}
+
+/* Parses a listen value (Postfix's notation, as in smtpd_milters) into
+ * libmilter's; NULL or the reason. */
+static const char *parse_listen(const char *s, char *out, size_t n)
+{
+    char host[64];
+    if (strncmp(s, "unix:", 5) == 0) {
+        const char *path = s + 5;
+        if (path[0] != '/')
+            return "unix: needs an absolute path (unix:/run/sekisho/milter.sock)";
+        if (strlen(path) >= 108)
+            return "the socket path is longer than 107 bytes";
+        if (snprintf(out, n, "unix:%s", path) >= (int)n)
+            return "too long";
+        return NULL;
+    }
+    int v6 = strncmp(s, "inet6:", 6) == 0;
+    if (!v6 && strncmp(s, "inet:", 5) != 0)
+        return "must be inet:ADDRESS:PORT, inet6:[ADDRESS]:PORT or unix:/PATH";
+    const char *a = s + (v6 ? 6 : 5);
+    const char *colon = strrchr(a, ':');
+    if (colon == NULL)
+        return "has no :PORT";
+    size_t alen = (size_t)(colon - a);
+    if (v6) {
+        if (alen < 2 || a[0] != '[' || a[alen - 1] != ']')
+            return "inet6: needs the address in brackets (inet6:[::1]:10025)";
+        a++;
+        alen -= 2;
+    }
+    if (alen == 0 || alen >= sizeof host)
+        return "has no valid address";
+    memcpy(host, a, alen);
+    host[alen] = 0;
+    unsigned char bin[16];
+    if (inet_pton(v6 ? AF_INET6 : AF_INET, host, bin) != 1)
+        return v6 ? "has an invalid IPv6 address"
+                  : "has an invalid IPv4 address (write a "
+                    "numeric address such as 127.0.0.1)";
+    unsigned port = parse_port(colon + 1);
+    if (port == 0)
+        return "has an invalid port (1 to 65535)";
+    if (snprintf(out, n, "%s:%u@%s", v6 ? "inet6" : "inet", port, host) >= (int)n)
+        return "too long";
+    return NULL;
+}
+
+/* Cross-checks that need the whole file: the listen address, and that every
+ * daemon_zones entry names a zone that exists. */
+static void check_gateway(ctx *c, const ynode *root)
+{
+    char sh[128], conn[256];
+    const ynode *g = map_get(root, "gateway");
+    if (g == NULL || g->type != Y_MAP)
+        return;
+    const policy_gateway *gw = &c->p->gateway;
+    const ynode *l = map_get(g, "listen");
+    const char *why = l ? parse_listen(gw->listen, conn, sizeof conn) : NULL;
+    if (why)
+        err(c, l->line, "gateway.listen: %s %s", show(sh, gw->listen, strlen(gw->listen)), why);
+    const ynode *dz = map_get(g, "daemon_zones");
+    for (size_t i = 0; i < gw->n_daemon_zones; i++) {
+        const char *z = gw->daemon_zones[i].zone;
+        if (z == NULL)
+            continue;
+        size_t k;
+        for (k = 0; k < c->p->n_zones; k++)
+            if (strcmp(c->p->zones[k].name, z) == 0)
+                break;
+        if (k < c->p->n_zones)
+            continue;
+        const ynode *item = dz && dz->type == Y_SEQ && i < dz->n ? dz->items[i] : g;
+        const ynode *zl = map_get(item, "zone");
+        err(c, zl ? zl->line : item->line,
+            "gateway.daemon_zones[%zu].zone: no zone named %s in zones", i, show(sh, z, strlen(z)));
+    }
+}
+
+static void gateway_defaults(policy *p)
+{
+    p->gateway.listen = xstrdup("inet:127.0.0.1:10025");
+    p->gateway.workers = 4;
+    p->gateway.recycle_after = 1000;
+}
+
+static void gateway_free(policy *p)
+{
+    free(p->gateway.listen);
+    for (size_t i = 0; i < p->gateway.n_daemon_zones; i++)
+        free_record(&daemon_zone_section, &p->gateway.daemon_zones[i]);
+    free(p->gateway.daemon_zones);
+}
+
+/* addr as 16 bytes (IPv4 in the first 4), with its family; 0 or -1. */
+static int parse_addr(const char *addr, int *af, unsigned char bin[16])
+{
+    memset(bin, 0, 16);
+    if (inet_pton(AF_INET, addr, bin) == 1) {
+        *af = AF_INET;
+        return 0;
+    }
+    if (inet_pton(AF_INET6, addr, bin) != 1)
+        return -1;
+    static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (memcmp(bin, mapped, 12) == 0) {
+        memmove(bin, bin + 12, 4);
+        memset(bin + 4, 0, 12);
+        *af = AF_INET;
+        return 0;
+    }
+    *af = AF_INET6;
+    return 0;
+}
+
+const policy_zone *policy_zone_of_address(const policy *p, const char *addr)
+{
+    if (p == NULL || addr == NULL)
+        return NULL;
+    int af;
+    unsigned char a[16];
+    if (parse_addr(addr, &af, a) != 0)
+        return NULL;
+    for (size_t z = 0; z < p->n_zones; z++) {
+        for (size_t i = 0; i < p->zones[z].n_networks; i++) {
+            const char *net = p->zones[z].networks[i];
+            net_seen n = {0};
+            if (parse_cidr(net, strlen(net), &n.af, n.addr, &n.prefix) != NULL || n.af != af)
+                continue;
+            net_seen h = {.af = af, .prefix = af == AF_INET ? 32 : 128};
+            memcpy(h.addr, a, 16);
+            if (nets_overlap(&n, &h))
+                return &p->zones[z];
+        }
+    }
+    return NULL;
+}
+
+const policy_zone *policy_zone_of_daemon(const policy *p, const char *daemon)
+{
+    if (p == NULL || daemon == NULL)
+        return NULL;
+    for (size_t i = 0; i < p->gateway.n_daemon_zones; i++) {
+        if (strcmp(p->gateway.daemon_zones[i].daemon, daemon) != 0)
+            continue;
+        for (size_t z = 0; z < p->n_zones; z++)
+            if (strcmp(p->zones[z].name, p->gateway.daemon_zones[i].zone) == 0)
+                return &p->zones[z];
+    }
+    return NULL;
+}
+
+int policy_zone_is_internal(const policy_zone *z)
+{
+    return z != NULL && (strcmp(z->kind, "lgwan") == 0 || strcmp(z->kind, "mynumber") == 0);
+}
+
+int policy_mail_from_inside(const policy *p, const char *client_addr, const char *daemon,
+                            const char **why)
+{
+    const char *dummy;
+    if (why == NULL)
+        why = &dummy;
+    const policy_zone *dz = policy_zone_of_daemon(p, daemon);
+    if (dz != NULL && !policy_zone_is_internal(dz)) {
+        *why = "the daemon name is mapped to an external zone";
+        return 0;
+    }
+    const policy_zone *az = policy_zone_of_address(p, client_addr);
+    if (az == NULL) {
+        *why =
+            client_addr && *client_addr ? "the client address is in no zone" : "no client address";
+        return 0;
+    }
+    if (!policy_zone_is_internal(az)) {
+        *why = "the client address is in an external zone";
+        return 0;
+    }
+    *why = "the client address is in an internal zone";
+    return 1;
+}
+
+int policy_gateway_milter_socket(const policy *p, char *out, size_t n)
+{
+    if (p == NULL || p->gateway.listen == NULL || n == 0)
+        return -EINVAL;
+    return parse_listen(p->gateway.listen, out, n) == NULL ? 0 : -EINVAL;
+}
+
+/* ---- end of gateway: ------------------------------------------------------- */
 
 static const field top_fields[] = {
     {"organization", T_SECTION, 0, 0, 0, 0, &organization_section, NULL, 0},
@@ -543,8 +787,9 @@ static const field top_fields[] = {
      0},
     {"classification", T_SECTION, 0, 0, 0, 0, &classification_section, NULL, 0},
     {"mail", T_SECTION, 0, 0, 0, 0, &mail_section, NULL, 0},
-    /* Sections of later issues: an error until they are implemented. */
+    {"gateway", T_SECTION, 0, 0, 0, 0, &gateway_section, NULL, 0},
     {"ledger", T_SECTION, 0, 0, 0, 0, &ledger_section, NULL, 0},
+    /* Sections of later issues: an error until they are implemented. */
     {"records", T_UNSUPPORTED, 0, 0, 0, 0, NULL, NULL, 0},
     {"fim", T_UNSUPPORTED, 0, 0, 0, 0, NULL, NULL, 0},
     {"outbound", T_UNSUPPORTED, 0, 0, 0, 0, NULL, NULL, 0},
@@ -1260,6 +1505,7 @@ policy *policy_default(void)
     p->ledger.checkpoint_interval_ms = 10000;
     p->ledger.segment_daily = 0;
     p->ledger.retention_days = 0;
+    gateway_defaults(p);
     return p;
 }
 
@@ -1285,6 +1531,7 @@ void policy_free(policy *p)
     free(p->mail.subject_tag);
     free(p->ledger.dir);
     free(p->ledger.key_file);
+    gateway_free(p);
     free(p);
 }
 
@@ -1340,6 +1587,8 @@ policy *policy_load_mem(const char *name, const uint8_t *data, size_t n, buf *er
         else
             lim->max_header_bytes = lim->max_message_bytes;
     }
+    if (root)
+        check_gateway(c, root);
     free(p->source);
     p->source = xstrdup(c->name);
 out:

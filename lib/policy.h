@@ -61,6 +61,19 @@ typedef struct policy_ledger {
     int segment_daily;               /* segment: monthly (0, default) | daily (1) */
     uint64_t retention_days;         /* segments kept this long after their period; 0 = forever */
 } policy_ledger;
+/* gateway: (sekisho-milter) */
+typedef struct policy_daemon_zone {
+    char *daemon; /* Postfix's {daemon_name} (milter_macro_daemon_name) */
+    char *zone;   /* the name of a zone in zones[] */
+} policy_daemon_zone;
+
+typedef struct policy_gateway {
+    char *listen;           /* "inet:127.0.0.1:10025", "inet6:[::1]:10025" or "unix:/path" */
+    uint64_t workers;       /* sandboxed sanitizer processes (default 4) */
+    uint64_t recycle_after; /* messages per worker before it is replaced (default 1000) */
+    policy_daemon_zone *daemon_zones;
+    size_t n_daemon_zones;
+} policy_gateway;
 
 typedef struct policy {
     char *source;             /* file path, or "(built-in defaults)" */
@@ -86,6 +99,7 @@ typedef struct policy {
     char *quarantine_dir;     /* default <state_dir>/quarantine */
     policy_mail mail;
     policy_ledger ledger;
+    policy_gateway gateway;   /* sekisho-milter */
 } policy;
 
 /* Built-in defaults. Never NULL (calls msg_fatal on out of memory). */
@@ -104,5 +118,26 @@ void policy_free(policy *p);
 
 /* 1 if domain (case-insensitive, exact or a subdomain) is internal. */
 int policy_domain_is_internal(const policy *p, const char *domain);
+
+/* gateway: (sekisho-milter) ------------------------------------------------ */
+/* The zone whose networks hold addr (an IPv4 or IPv6 address as text; an
+ * IPv4-mapped IPv6 address counts as IPv4), or NULL (no zone, or not an
+ * address). */
+const policy_zone *policy_zone_of_address(const policy *p, const char *addr);
+/* The zone gateway.daemon_zones maps daemon to, or NULL. */
+const policy_zone *policy_zone_of_daemon(const policy *p, const char *daemon);
+/* 1 for the zones inside the organization (kind lgwan or mynumber). */
+int policy_zone_is_internal(const policy_zone *z);
+/* Direction of a connection to the gateway: 1 (mail from inside, passed
+ * untouched) only when client_addr lies in an internal zone AND daemon (may
+ * be NULL) is either not mapped or mapped to an internal zone; 0 (sanitize)
+ * in every other case, including no address, an unknown address and a
+ * daemon mapped to an external zone. *why (may be NULL) gets a short
+ * English reason for the log. */
+int policy_mail_from_inside(const policy *p, const char *client_addr, const char *daemon,
+                            const char **why);
+/* gateway.listen in libmilter's form ("inet:10025@127.0.0.1",
+ * "inet6:10025@::1", "unix:/path") into out[n]. 0, or -EINVAL. */
+int policy_gateway_milter_socket(const policy *p, char *out, size_t n);
 
 #endif

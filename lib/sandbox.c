@@ -13,6 +13,20 @@
  *   before the lock-down and the descriptor closed), the request and the
  *   reply (length-prefixed) cross one socketpair on fd 3. The CLI runs one
  *   worker for a whole run (recycled every 1000 messages), the milter a pool.
+ *   sandbox_worker_spawn() starts the same kind of worker as a fresh program
+ *   instead of a fork (a multi-threaded caller such as the milter must not
+ *   fork: a lock another thread holds stays held in the child): posix_spawn
+ *   of the caller's own binary (/proc/self/exe) with an argument of the
+ *   caller's choosing, the socket, the read-only region and a diagnostics
+ *   page (a memfd: mappings do not survive exec) on fixed descriptors 3, 4
+ *   and 5. The program recognises its argument, calls
+ *   sandbox_worker_accept() (which closes every other inherited descriptor
+ *   and reads the limits and the caller's init bytes, e.g. the policy, from
+ *   the socket), initialises its libraries, calls sandbox_preload() and then
+ *   sandbox_worker_serve(), which runs child_main() below: the very same
+ *   lock-down, then the same request loop after one "ready" word, which
+ *   sandbox_worker_spawn() waits for. sandbox_worker_call/alive/stop do not
+ *   know which kind they drive. The caller stays the parent and reaps.
  *
  * CONTRACT
  *   0 only when the child exited 0 and its output fit; every other outcome
@@ -133,8 +147,10 @@
 #include <poll.h>
 #include <seccomp.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -142,6 +158,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -861,7 +878,25 @@ struct sandbox_worker {
 struct serve_arg {
     sandbox_worker_fn fn;
     void *arg;
+    int announce; /* a spawned worker: send SB_READY before the first request */
 };
+
+/* What a spawned worker says once it is locked down and ready to serve. */
+#define SB_READY 0x5344414552424b53ull /* "SKBREADY" read as little-endian */
+
+/* The setup a spawned worker reads from its socket before the lock-down. */
+#define SB_SETUP_MAGIC "SKSBW-1"
+struct sb_setup {
+    char magic[8];
+    uint64_t max_memory_bytes, cpu_seconds, max_output_bytes;
+    uint64_t require_seccomp, use_seccomp, debug;
+    uint64_t shared_len, init_len;
+};
+
+/* The fixed descriptors of a spawned worker. */
+#define SB_SPAWN_SOCK   SB_RESULT_FD /* 3: requests and replies */
+#define SB_SPAWN_REGION 4            /* the input region, opened read-only */
+#define SB_SPAWN_DIAG   5            /* the diagnostics page (struct sb_shared) */
 
 /* Reads exactly n bytes; 1 = done, 0 = EOF before any byte, -1 = error or
  * EOF inside. */
@@ -885,6 +920,11 @@ static int read_full(int fd, void *p, size_t n)
 static int serve(void *argp, int fd)
 {
     struct serve_arg *a = argp;
+    if (a->announce) {
+        uint64_t ready = SB_READY;
+        if (sandbox_write(fd, &ready, sizeof ready) != 0)
+            return 2;
+    }
     for (;;) {
         uint64_t len = 0;
         int r = read_full(fd, &len, sizeof len);
@@ -905,35 +945,82 @@ int sandbox_reply(int fd, const void *p, size_t n)
     return rc ? rc : sandbox_write(fd, p, n);
 }
 
-sandbox_worker *sandbox_worker_start(const sandbox_limits *lim, size_t shared_len,
-                                     sandbox_worker_fn fn, void *arg, buf *status_text)
+/* Whether seccomp can be used for a new worker; NULL lim is "none". Fails
+ * (EOPNOTSUPP) when it is required and unavailable. */
+static int worker_seccomp(const sandbox_limits *lim, int *use_seccomp, buf *status_text)
 {
-    static const sandbox_limits none;
-    if (lim == NULL)
-        lim = &none;
-    if (shared_len == 0)
-        shared_len = 1;
-    int debug = env_is_1("SEKISHO_SANDBOX_DEBUG");
-    int use_seccomp = sandbox_available();
-    if (!use_seccomp) {
+    *use_seccomp = sandbox_available();
+    if (!*use_seccomp) {
         if (lim->require_seccomp) {
             say(status_text, "seccomp is required but not available here; not started");
-            errno = EOPNOTSUPP;
-            return NULL;
+            return -EOPNOTSUPP;
         }
         if (atomic_exchange(&warned_unavailable, 1) == 0)
             msg_warn("sandbox: seccomp is not available; untrusted input is parsed with "
                      "rlimits and closed descriptors only");
     }
+    return 0;
+}
+
+/* Descriptors of a worker being started, until they are handed over. */
+struct worker_fds {
+    int mfd;   /* the input region, read-write (the parent maps it) */
+    int rofd;  /* the same region opened read-only (for the worker) */
+    int shfd;  /* the diagnostics page (spawned workers only; else -1) */
+    int sv[2]; /* the socket: [0] the parent's end, [1] the worker's */
+};
+
+static void close_fds(struct worker_fds *f)
+{
+    int *all[] = {&f->mfd, &f->rofd, &f->shfd, &f->sv[0], &f->sv[1]};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        if (*all[i] >= 0) {
+            close(*all[i]);
+            *all[i] = -1;
+        }
+}
+
+/* Frees a worker that never started (its process, if any, already reaped). */
+static void worker_free(sandbox_worker *w)
+{
+    if (w->shared)
+        munmap(w->shared, w->shared_len);
+    if (w->sh)
+        munmap(w->sh, sizeof *w->sh);
+    free(w);
+}
+
+/* What both kinds of worker need before their process exists: the
+ * diagnostics page (an anonymous shared mapping for a fork, a memfd for a
+ * spawned program, which cannot inherit mappings), the input region and the
+ * socket. Returns the worker (no process yet) or NULL with errno set and
+ * status_text saying which step failed. */
+static sandbox_worker *worker_prepare(const sandbox_limits *lim, size_t shared_len, int debug,
+                                      int spawned, struct worker_fds *f, buf *status_text)
+{
+    f->mfd = f->rofd = f->shfd = f->sv[0] = f->sv[1] = -1;
     sandbox_worker *w = xcalloc(1, sizeof *w);
     w->pid = -1;
     w->pidfd = w->sock = -1;
     w->lim = *lim;
     w->debug = debug;
     w->shared_len = shared_len;
-    int e = 0, mfd = -1, rofd = -1, sv[2] = {-1, -1};
+    int e = 0;
     const char *step = "";
-    w->sh = mmap(NULL, sizeof *w->sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (spawned) {
+        f->shfd = memfd_create("sekisho-sandbox-diag", MFD_CLOEXEC);
+        if (f->shfd < 0) {
+            e = errno, step = "memfd_create (diagnostics page)";
+            goto fail;
+        }
+        if (ftruncate(f->shfd, (off_t)sizeof *w->sh) < 0) {
+            e = errno, step = "ftruncate (diagnostics page)";
+            goto fail;
+        }
+    }
+    w->sh = spawned ? mmap(NULL, sizeof *w->sh, PROT_READ | PROT_WRITE, MAP_SHARED, f->shfd, 0)
+                    : mmap(NULL, sizeof *w->sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+                           -1, 0);
     if (w->sh == MAP_FAILED) {
         w->sh = NULL;
         e = errno, step = "mmap";
@@ -944,65 +1031,329 @@ sandbox_worker *sandbox_worker_start(const sandbox_limits *lim, size_t shared_le
      * descriptor opened read-only (through /proc), so its mapping can never
      * be made writable: a compromised worker cannot change an original the
      * parent is about to store. */
-    mfd = memfd_create("sekisho-input", MFD_CLOEXEC);
-    if (mfd < 0) {
+    f->mfd = memfd_create("sekisho-input", MFD_CLOEXEC);
+    if (f->mfd < 0) {
         e = errno, step = "memfd_create";
         goto fail;
     }
-    if (ftruncate(mfd, (off_t)shared_len) < 0) {
+    if (ftruncate(f->mfd, (off_t)shared_len) < 0) {
         e = errno, step = "ftruncate";
         goto fail;
     }
-    w->shared = mmap(NULL, shared_len, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+    w->shared = mmap(NULL, shared_len, PROT_READ | PROT_WRITE, MAP_SHARED, f->mfd, 0);
     if (w->shared == MAP_FAILED) {
         w->shared = NULL;
         e = errno, step = "mmap";
         goto fail;
     }
     char self[64];
-    snprintf(self, sizeof self, "/proc/self/fd/%d", mfd);
-    rofd = open(self, O_RDONLY | O_CLOEXEC);
-    if (rofd < 0) {
+    snprintf(self, sizeof self, "/proc/self/fd/%d", f->mfd);
+    f->rofd = open(self, O_RDONLY | O_CLOEXEC);
+    if (f->rofd < 0) {
         e = errno, step = "reopening the input region read-only (/proc)";
         goto fail;
     }
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, f->sv) < 0) {
         e = errno, step = "socketpair";
         goto fail;
     }
-    struct serve_arg sa = {fn, arg};
-    w->pid = fork();
-    if (w->pid < 0) {
-        e = errno, step = "fork";
-        goto fail;
-    }
-    if (w->pid == 0) {
-        close(mfd);
-        child_main(lim, serve, &sa, sv[0], sv[1], rofd, shared_len, w->sh, use_seccomp, debug);
-    }
-    close(mfd);
-    close(rofd);
-    close(sv[1]);
-    w->sock = sv[0];
-    w->pidfd = (int)syscall(SYS_pidfd_open, w->pid, 0u);
     return w;
 fail:
     say(status_text, "%s: %s", step, strerror(e));
-    if (mfd >= 0)
-        close(mfd);
-    if (rofd >= 0)
-        close(rofd);
-    if (sv[0] >= 0)
-        close(sv[0]);
-    if (sv[1] >= 0)
-        close(sv[1]);
-    if (w->shared)
-        munmap(w->shared, shared_len);
-    if (w->sh)
-        munmap(w->sh, sizeof *w->sh);
-    free(w);
+    close_fds(f);
+    worker_free(w);
     errno = e;
     return NULL;
+}
+
+sandbox_worker *sandbox_worker_start(const sandbox_limits *lim, size_t shared_len,
+                                     sandbox_worker_fn fn, void *arg, buf *status_text)
+{
+    static const sandbox_limits none;
+    if (lim == NULL)
+        lim = &none;
+    if (shared_len == 0)
+        shared_len = 1;
+    int debug = env_is_1("SEKISHO_SANDBOX_DEBUG");
+    int use_seccomp = 0;
+    int e = worker_seccomp(lim, &use_seccomp, status_text);
+    if (e < 0) {
+        errno = -e;
+        return NULL;
+    }
+    struct worker_fds f;
+    sandbox_worker *w = worker_prepare(lim, shared_len, debug, 0, &f, status_text);
+    if (w == NULL)
+        return NULL;
+    struct serve_arg sa = {fn, arg, 0};
+    w->pid = fork();
+    if (w->pid < 0) {
+        e = errno;
+        say(status_text, "fork: %s", strerror(e));
+        close_fds(&f);
+        worker_free(w);
+        errno = e;
+        return NULL;
+    }
+    if (w->pid == 0) {
+        close(f.mfd);
+        child_main(lim, serve, &sa, f.sv[0], f.sv[1], f.rofd, shared_len, w->sh, use_seccomp,
+                   debug);
+    }
+    close(f.mfd);
+    close(f.rofd);
+    close(f.sv[1]);
+    w->sock = f.sv[0];
+    w->pidfd = (int)syscall(SYS_pidfd_open, w->pid, 0u);
+    return w;
+}
+
+/* ---- spawned workers ------------------------------------------------------ */
+
+static int wait_readable(int fd, int64_t deadline);
+static int read_deadline(int fd, void *p, size_t n, int64_t deadline);
+static int worker_end(sandbox_worker *w, int64_t grace_ms, int kill_now, buf *status_text);
+
+/* Moves *fd to a number >= 16 (close-on-exec), so that no source of the
+ * spawn's dup2 actions is one of their targets (3, 4, 5). 0 or -errno. */
+static int fd_high(int *fd)
+{
+    int hi = fcntl(*fd, F_DUPFD_CLOEXEC, 16);
+    if (hi < 0)
+        return -errno;
+    close(*fd);
+    *fd = hi;
+    return 0;
+}
+
+/* Writes all of p[0..n) to a socket under a deadline: 0, -ETIMEDOUT, -errno. */
+static int send_deadline(int fd, const void *p, size_t n, int64_t deadline)
+{
+    size_t done = 0;
+    while (done < n) {
+        int64_t left = deadline - now_ms();
+        if (left <= 0)
+            return -ETIMEDOUT;
+        struct pollfd pf = {.fd = fd, .events = POLLOUT};
+        int r = poll(&pf, 1, left > INT_MAX ? INT_MAX : (int)left);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -errno;
+        if (r == 0)
+            return -ETIMEDOUT;
+        ssize_t k = send(fd, (const char *)p + done, n - done, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (k < 0 && (errno == EINTR || errno == EAGAIN))
+            continue;
+        if (k < 0)
+            return -errno;
+        done += (size_t)k;
+    }
+    return 0;
+}
+
+extern char **environ;
+
+sandbox_worker *sandbox_worker_spawn(const sandbox_limits *lim, size_t shared_len, const char *path,
+                                     char *const argv[], const void *init, size_t init_len,
+                                     buf *status_text)
+{
+    static const sandbox_limits none;
+    if (lim == NULL)
+        lim = &none;
+    if (shared_len == 0)
+        shared_len = 1;
+    if (path == NULL)
+        path = "/proc/self/exe";
+    int debug = env_is_1("SEKISHO_SANDBOX_DEBUG");
+    int use_seccomp = 0;
+    int e = worker_seccomp(lim, &use_seccomp, status_text);
+    if (e < 0) {
+        errno = -e;
+        return NULL;
+    }
+    struct worker_fds f;
+    sandbox_worker *w = worker_prepare(lim, shared_len, debug, 1, &f, status_text);
+    if (w == NULL)
+        return NULL;
+    const char *step = "";
+    if ((e = fd_high(&f.sv[1])) < 0 || (e = fd_high(&f.rofd)) < 0 || (e = fd_high(&f.shfd)) < 0) {
+        step = "fcntl(F_DUPFD_CLOEXEC)";
+        goto fail;
+    }
+    /* posix_spawn (clone with CLONE_VM|CLONE_VFORK, then exec) is safe in a
+     * multi-threaded caller: the child runs no code of the caller's before
+     * exec, so no lock another thread holds can matter. Signals: default
+     * actions and an empty mask in the new program (a milter's threads block
+     * the signals its signal thread waits for). */
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t at;
+    if ((e = posix_spawn_file_actions_init(&fa)) != 0) {
+        e = -e, step = "posix_spawn_file_actions_init";
+        goto fail;
+    }
+    if ((e = posix_spawnattr_init(&at)) != 0) {
+        posix_spawn_file_actions_destroy(&fa);
+        e = -e, step = "posix_spawnattr_init";
+        goto fail;
+    }
+    sigset_t none_set, all_set;
+    sigemptyset(&none_set);
+    sigfillset(&all_set);
+    int r = posix_spawn_file_actions_adddup2(&fa, f.sv[1], SB_SPAWN_SOCK);
+    r = r ? r : posix_spawn_file_actions_adddup2(&fa, f.rofd, SB_SPAWN_REGION);
+    r = r ? r : posix_spawn_file_actions_adddup2(&fa, f.shfd, SB_SPAWN_DIAG);
+    r = r ? r : posix_spawnattr_setsigmask(&at, &none_set);
+    r = r ? r : posix_spawnattr_setsigdefault(&at, &all_set);
+    r = r ? r : posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    pid_t pid = -1;
+    if (r == 0)
+        r = posix_spawn(&pid, path, &fa, &at, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&at);
+    if (r != 0) {
+        e = -r, step = "posix_spawn";
+        goto fail;
+    }
+    w->pid = pid;
+    close(f.mfd);
+    close(f.rofd);
+    close(f.shfd);
+    close(f.sv[1]);
+    f.mfd = f.rofd = f.shfd = f.sv[1] = -1;
+    w->sock = f.sv[0];
+    f.sv[0] = -1;
+    w->pidfd = (int)syscall(SYS_pidfd_open, w->pid, 0u);
+
+    /* The setup, then the caller's init bytes; then wait for "ready": the
+     * worker has initialised its libraries and is locked down. */
+    int64_t deadline = now_ms() + (int64_t)(lim->wall_ms ? lim->wall_ms : 30000);
+    struct sb_setup su;
+    memset(&su, 0, sizeof su);
+    memcpy(su.magic, SB_SETUP_MAGIC, sizeof su.magic);
+    su.max_memory_bytes = lim->max_memory_bytes;
+    su.cpu_seconds = lim->cpu_seconds;
+    su.max_output_bytes = lim->max_output_bytes;
+    su.require_seccomp = (uint64_t)lim->require_seccomp;
+    su.use_seccomp = (uint64_t)use_seccomp;
+    su.debug = (uint64_t)debug;
+    su.shared_len = shared_len;
+    su.init_len = init_len;
+    uint64_t ready = 0;
+    step = "sending the setup";
+    e = send_deadline(w->sock, &su, sizeof su, deadline);
+    if (e == 0 && init_len)
+        e = send_deadline(w->sock, init, init_len, deadline);
+    if (e == 0) {
+        step = "waiting for the worker to start";
+        e = read_deadline(w->sock, &ready, sizeof ready, deadline);
+        if (e == 0 && ready != SB_READY)
+            e = -EPROTO;
+    }
+    if (e == 0)
+        return w;
+    buf why;
+    buf_init(&why, 1024);
+    int end = worker_end(w, 0, 1, &why);
+    if (e == -EPIPE || e == -ECONNRESET)
+        say(status_text, "%s: the worker ended: %s", step, buf_cstr(&why));
+    else if (e == -ETIMEDOUT)
+        say(status_text, "%s: no answer within %llu ms; killed", step,
+            (unsigned long long)(lim->wall_ms ? lim->wall_ms : 30000));
+    else
+        say(status_text, "%s: %s; killed", step, strerror(-e));
+    buf_free(&why);
+    worker_free(w);
+    errno = e == -EPIPE || e == -ECONNRESET ? (end ? -end : ECHILD) : -e;
+    return NULL;
+fail:
+    say(status_text, "%s: %s", step, strerror(-e));
+    close_fds(&f);
+    worker_free(w);
+    errno = -e;
+    return NULL;
+}
+
+/* The spawned worker's side: what sandbox_worker_accept() read. */
+static struct {
+    int accepted;
+    sandbox_limits lim;
+    size_t shared_len;
+    int use_seccomp, debug;
+    struct sb_shared *sh;
+} spawned;
+
+int sandbox_worker_accept(buf *init, buf *status_text)
+{
+    if (spawned.accepted) {
+        say(status_text, "already accepted");
+        return -EALREADY;
+    }
+    struct stat st_sock, st_region, st_diag;
+    if (fstat(SB_SPAWN_SOCK, &st_sock) != 0 || !S_ISSOCK(st_sock.st_mode) ||
+        fstat(SB_SPAWN_REGION, &st_region) != 0 || !S_ISREG(st_region.st_mode) ||
+        fstat(SB_SPAWN_DIAG, &st_diag) != 0 || !S_ISREG(st_diag.st_mode) ||
+        (size_t)st_diag.st_size < sizeof(struct sb_shared)) {
+        say(status_text, "not started by sandbox_worker_spawn() (descriptors 3-5 missing)");
+        return -EBADF;
+    }
+    /* Nothing else the parent had open belongs here (a milter's client
+     * connections, its listening socket). */
+    close_from(SB_SPAWN_DIAG + 1);
+    struct sb_shared *sh =
+        mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED, SB_SPAWN_DIAG, 0);
+    if (sh == MAP_FAILED) {
+        int e = errno;
+        say(status_text, "mmap of the diagnostics page: %s", strerror(e));
+        return -e;
+    }
+    close(SB_SPAWN_DIAG);
+    struct sb_setup su;
+    if (read_full(SB_SPAWN_SOCK, &su, sizeof su) != 1 ||
+        memcmp(su.magic, SB_SETUP_MAGIC, sizeof su.magic) != 0 ||
+        su.shared_len != (uint64_t)st_region.st_size || su.shared_len > SIZE_MAX) {
+        say(status_text, "no valid setup from the parent");
+        munmap(sh, sizeof *sh);
+        return -EPROTO;
+    }
+    if (su.init_len > init->max - init->len || buf_reserve(init, (size_t)su.init_len) != 0) {
+        say(status_text, "the init bytes (%llu) do not fit", (unsigned long long)su.init_len);
+        munmap(sh, sizeof *sh);
+        return -EMSGSIZE;
+    }
+    if (su.init_len && read_full(SB_SPAWN_SOCK, init->p + init->len, (size_t)su.init_len) != 1) {
+        say(status_text, "the init bytes were cut short");
+        munmap(sh, sizeof *sh);
+        return -EPROTO;
+    }
+    init->len += (size_t)su.init_len;
+    if (init->p)
+        init->p[init->len] = 0;
+    spawned.lim.max_memory_bytes = su.max_memory_bytes;
+    spawned.lim.cpu_seconds = su.cpu_seconds;
+    spawned.lim.max_output_bytes = su.max_output_bytes;
+    spawned.lim.require_seccomp = su.require_seccomp != 0;
+    spawned.use_seccomp = su.use_seccomp != 0;
+    spawned.debug = su.debug != 0;
+    spawned.shared_len = (size_t)su.shared_len;
+    spawned.sh = sh;
+    spawned.accepted = 1;
+    return 0;
+}
+
+_Noreturn void sandbox_worker_serve(sandbox_worker_fn fn, void *arg)
+{
+    if (!spawned.accepted) {
+        msg_warn("sandbox_worker_serve() without a successful sandbox_worker_accept()");
+        _exit(SB_EXIT_SETUP);
+    }
+    static struct serve_arg sa;
+    sa.fn = fn;
+    sa.arg = arg;
+    sa.announce = 1;
+    /* The very same lock-down as a forked worker's (the socket is already fd 3). */
+    child_main(&spawned.lim, serve, &sa, -1, SB_SPAWN_SOCK, SB_SPAWN_REGION, spawned.shared_len,
+               spawned.sh, spawned.use_seccomp, spawned.debug);
 }
 
 uint8_t *sandbox_worker_input(sandbox_worker *w, size_t *cap)
@@ -1168,10 +1519,6 @@ int sandbox_worker_stop(sandbox_worker *w, buf *status_text)
     if (w == NULL)
         return 0;
     int rc = w->pid > 0 ? worker_end(w, 2000, 0, status_text) : 0;
-    if (w->shared)
-        munmap(w->shared, w->shared_len);
-    if (w->sh)
-        munmap(w->sh, sizeof *w->sh);
-    free(w);
+    worker_free(w);
     return rc;
 }

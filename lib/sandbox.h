@@ -99,6 +99,45 @@ int sandbox_worker_alive(const sandbox_worker *w);
  * killed. Reaps it, unmaps the region and frees w (NULL is a no-op). Returns
  * 0 when it exited cleanly (or had already ended), else a code as above. */
 int sandbox_worker_stop(sandbox_worker *w, buf *status_text);
+/*
+ * A spawned worker: the same worker, locked down the same way and driven by
+ * the same sandbox_worker_input/call/calls/alive/stop, but its process is a
+ * fresh program started with posix_spawn() instead of a fork of the caller.
+ * Use it from a multi-threaded process (the milter): fork() there copies only
+ * the calling thread, and a lock another thread held (GLib, ICU, OpenSSL,
+ * malloc arenas, syslog) stays held in the child for ever.
+ *
+ * path (NULL: /proc/self/exe, the caller's own binary) is run with argv
+ * (argv[0] first, NULL-terminated), the caller's environment, every signal
+ * at its default action and none blocked; the socket, the read-only input
+ * region and the diagnostics page are its descriptors 3, 4 and 5. The
+ * program must recognise an argument of the caller's choosing in argv and
+ * then, before doing anything else:
+ *     sandbox_worker_accept(&init, ...)   (closes every other inherited
+ *                                          descriptor, reads the setup and
+ *                                          the caller's init bytes)
+ *     initialise its libraries from init  (e.g. a policy file's bytes)
+ *     sandbox_preload()
+ *     sandbox_worker_serve(fn, arg)       (never returns)
+ * sandbox_worker_spawn() returns once the worker has entered the lock-down
+ * and said it is ready, or NULL (errno set; status_text says why, e.g. the
+ * exit status of a program that failed to initialise). lim->wall_ms bounds
+ * that start-up (0: 30 s). The caller remains the parent: it must not reap
+ * the child behind the library's back (SIGCHLD not SIG_IGN, no wait(-1)).
+ */
+sandbox_worker *sandbox_worker_spawn(const sandbox_limits *lim, size_t shared_len, const char *path,
+                                     char *const argv[], const void *init, size_t init_len,
+                                     buf *status_text);
+/* In the spawned program (see above): 0, or -EBADF when this process was not
+ * started by sandbox_worker_spawn(), -EPROTO on a bad setup, -EMSGSIZE when
+ * the init bytes pass init->max. The init bytes are appended to init. */
+int sandbox_worker_accept(buf *init, buf *status_text);
+/* In the spawned program, after sandbox_worker_accept() and the caller's own
+ * initialisation: enters the lock-down and answers requests with fn until
+ * the parent closes the socket. Never returns; the exit status is that of a
+ * forked worker (0 when the parent closed the socket). */
+_Noreturn void sandbox_worker_serve(sandbox_worker_fn fn, void *arg);
+
 /* In a worker's fn: sends the one reply to a request. 0 or -errno. */
 int sandbox_reply(int fd, const void *p, size_t n);
 

@@ -148,6 +148,11 @@ static void test_examples(void)
         CHECK(!policy_domain_is_internal(p, "town.tadami.example.attacker.example"));
         CHECK(!policy_domain_is_internal(p, ""));
         CHECK(!policy_domain_is_internal(p, NULL));
+        CHECK_STR(p->gateway.listen, "inet:127.0.0.1:10025");
+        CHECK_INT(p->gateway.n_daemon_zones, 1);
+        CHECK_INT(policy_mail_from_inside(p, "10.20.0.5", NULL, NULL), 1);
+        CHECK_INT(policy_mail_from_inside(p, "10.20.0.5", "internet", NULL), 0);
+        CHECK_INT(policy_mail_from_inside(p, "10.30.0.5", NULL, NULL), 0);
     }
     policy_free(p);
 
@@ -645,6 +650,121 @@ static void test_ledger(void)
     buf_free(&e);
 }
 
+/* gateway: the milter's section, the direction helpers, the socket form. */
+static void test_gateway(void)
+{
+    buf e;
+    buf_init(&e, 1 << 20);
+    char conn[256];
+    policy *p = policy_default();
+    CHECK_STR(p->gateway.listen, "inet:127.0.0.1:10025");
+    CHECK_INT(p->gateway.workers, 4);
+    CHECK_INT(p->gateway.recycle_after, 1000);
+    CHECK_INT(policy_gateway_milter_socket(p, conn, sizeof conn), 0);
+    CHECK_STR(conn, "inet:10025@127.0.0.1");
+    /* no zones: every connection is sanitized */
+    CHECK_INT(policy_mail_from_inside(p, "10.20.1.1", "internet", NULL), 0);
+    policy_free(p);
+
+    static const char good[] = "zones:\n"
+                               "  - {name: LGWAN接続系, kind: lgwan, networks: [10.20.0.0/16]}\n"
+                               "  - {name: マイナンバー利用事務系, kind: mynumber,\n"
+                               "     networks: [\"2001:db8:10::/48\"]}\n"
+                               "  - {name: インターネット接続系, kind: internet,\n"
+                               "     networks: [10.30.0.0/16]}\n"
+                               "gateway:\n"
+                               "  listen: inet6:[::1]:8891\n"
+                               "  workers: 2\n"
+                               "  recycle_after: 50\n"
+                               "  daemon_zones:\n"
+                               "    - {daemon: internet, zone: インターネット接続系}\n"
+                               "    - {daemon: lgwan, zone: LGWAN接続系}\n";
+    p = load_text(good, &e);
+    CHECK(p != NULL);
+    if (p == NULL) {
+        fprintf(stderr, "%s", buf_cstr(&e));
+        buf_free(&e);
+        return;
+    }
+    CHECK_INT(p->gateway.workers, 2);
+    CHECK_INT(p->gateway.recycle_after, 50);
+    CHECK_INT(p->gateway.n_daemon_zones, 2);
+    CHECK_INT(policy_gateway_milter_socket(p, conn, sizeof conn), 0);
+    CHECK_STR(conn, "inet6:8891@::1");
+    const policy_zone *z = policy_zone_of_address(p, "10.20.3.4");
+    CHECK(z != NULL && strcmp(z->name, "LGWAN接続系") == 0);
+    z = policy_zone_of_address(p, "::ffff:10.30.0.9"); /* IPv4-mapped */
+    CHECK(z != NULL && strcmp(z->kind, "internet") == 0);
+    z = policy_zone_of_address(p, "2001:db8:10::25");
+    CHECK(z != NULL && strcmp(z->kind, "mynumber") == 0);
+    CHECK(policy_zone_of_address(p, "10.21.0.1") == NULL);
+    CHECK(policy_zone_of_address(p, "not an address") == NULL);
+    CHECK(policy_zone_of_address(p, NULL) == NULL);
+    z = policy_zone_of_daemon(p, "lgwan");
+    CHECK(z != NULL && strcmp(z->name, "LGWAN接続系") == 0);
+    CHECK(policy_zone_of_daemon(p, "submission") == NULL);
+    /* direction: inside only when the address is internal and the daemon
+     * is not mapped elsewhere */
+    const char *why = NULL;
+    CHECK_INT(policy_mail_from_inside(p, "10.20.3.4", "lgwan", &why), 1);
+    CHECK_HAS(why, "internal zone");
+    CHECK_INT(policy_mail_from_inside(p, "10.20.3.4", NULL, NULL), 1);
+    CHECK_INT(policy_mail_from_inside(p, "10.20.3.4", "submission", NULL), 1);
+    CHECK_INT(policy_mail_from_inside(p, "2001:db8:10::25", NULL, NULL), 1);
+    CHECK_INT(policy_mail_from_inside(p, "10.20.3.4", "internet", &why), 0);
+    CHECK_HAS(why, "external zone");
+    CHECK_INT(policy_mail_from_inside(p, "10.30.0.9", "lgwan", &why), 0);
+    CHECK_INT(policy_mail_from_inside(p, "192.0.2.1", "lgwan", &why), 0);
+    CHECK_HAS(why, "in no zone");
+    CHECK_INT(policy_mail_from_inside(p, NULL, "lgwan", &why), 0);
+    CHECK_HAS(why, "no client address");
+    CHECK_INT(policy_mail_from_inside(p, "", NULL, NULL), 0);
+    policy_free(p);
+
+    p = load_text("gateway:\n  listen: unix:/run/sekisho/milter.sock\n", &e);
+    CHECK(p != NULL);
+    if (p) {
+        CHECK_INT(policy_gateway_milter_socket(p, conn, sizeof conn), 0);
+        CHECK_STR(conn, "unix:/run/sekisho/milter.sock");
+    }
+    policy_free(p);
+
+    /* errors, each with its line */
+    static const struct {
+        const char *text, *want;
+    } bad[] = {
+        {"gateway:\n  listen: 127.0.0.1:10025\n",
+         "t.yaml:2: gateway.listen: '127.0.0.1:10025' must be inet:ADDRESS:PORT"},
+        {"gateway:\n  listen: inet:localhost:10025\n", "t.yaml:2: gateway.listen: "
+                                                       "'inet:localhost:10025' has an invalid "
+                                                       "IPv4 address"},
+        {"gateway:\n  listen: inet:127.0.0.1:0\n", "invalid port (1 to 65535)"},
+        {"gateway:\n  listen: inet:127.0.0.1:65536\n", "invalid port"},
+        {"gateway:\n  listen: inet6:::1:10025\n", "needs the address in brackets"},
+        {"gateway:\n  listen: unix:run/m.sock\n", "unix: needs an absolute path"},
+        {"gateway:\n  workers: 0\n", "t.yaml:2: gateway.workers: '0' is out of range (1 to 256)"},
+        {"gateway:\n  recycle_after: -1\n", "t.yaml:2: gateway.recycle_after: expected"},
+        {"gateway:\n  threads: 3\n", "t.yaml:2: gateway: unknown key 'threads'; valid keys in "
+                                     "gateway: listen, workers, recycle_after, daemon_zones"},
+        {"zones: [{name: A, kind: lgwan}]\ngateway:\n  daemon_zones:\n"
+         "    - {daemon: x, zone: A}\n    - daemon: y\n      zone: B\n",
+         "t.yaml:6: gateway.daemon_zones[1].zone: no zone named 'B' in zones"},
+        {"zones: [{name: A, kind: lgwan}]\ngateway:\n  daemon_zones:\n"
+         "    - {daemon: x, zone: A}\n    - {daemon: x, zone: A}\n",
+         "t.yaml:5: gateway.daemon_zones[1].daemon: 'x' is already mapped by "
+         "gateway.daemon_zones[0]"},
+        {"gateway:\n  daemon_zones:\n    - {daemon: x}\n",
+         "t.yaml:3: gateway.daemon_zones[0]: missing required key 'zone'"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        p = load_text(bad[i].text, &e);
+        CHECK(p == NULL);
+        CHECK_HAS(buf_cstr(&e), bad[i].want);
+        policy_free(p);
+    }
+    buf_free(&e);
+}
+
 int main(void)
 {
     const char *t = getenv("TMPDIR");
@@ -660,6 +780,7 @@ int main(void)
     test_collects_all();
     test_files();
     test_ledger();
+    test_gateway();
 
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);

@@ -226,11 +226,12 @@ class PrivatePostfix:
 
     # -- mail -------------------------------------------------------------
 
-    def send(self, message, sender, recipients, timeout=60):
+    def send(self, message, sender, recipients, timeout=60, source_address=None):
         """Sends message (bytes, CRLF line ends) in one SMTP transaction and
-        returns a SendResult; never raises for an SMTP reply."""
+        returns a SendResult; never raises for an SMTP reply. source_address
+        (e.g. ("127.0.0.2", 0)) picks the client's loopback address."""
         with smtplib.SMTP("127.0.0.1", self.port, local_hostname="client.example",
-                          timeout=timeout) as s:
+                          timeout=timeout, source_address=source_address) as s:
             code, text = s.ehlo()
             if code != 250:
                 return SendResult("ehlo", code, text.decode(errors="replace"))

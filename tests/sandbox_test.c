@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <glib.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -525,7 +526,20 @@ static void test_no_leaks(buf *out, buf *why)
 /* Echoes the input reversed; special inputs misbehave on purpose. */
 static int wfn(void *arg, const uint8_t *in, size_t n, int fd)
 {
-    (void)arg;
+    if (arg != NULL && n == 4 && memcmp(in, "init", 4) == 0) {
+        const buf *init = arg; /* a spawned worker's init bytes */
+        return sandbox_reply(fd, init->p, init->len) ? 1 : 0;
+    }
+    if (n > 6 && n < 16 && memcmp(in, "close ", 6) == 0) {
+        /* is descriptor N open in here? (close is allowed, fcntl is not) */
+        char num[16];
+        memcpy(num, in + 6, n - 6);
+        num[n - 6] = 0;
+        int r = close(atoi(num));
+        char msg[64];
+        int k = snprintf(msg, sizeof msg, "close %d errno %d", r, r ? errno : 0);
+        return sandbox_reply(fd, msg, (size_t)k) ? 1 : 0;
+    }
     if (n == 5 && memcmp(in, "abort", 5) == 0)
         abort();
     if (n == 4 && memcmp(in, "hang", 4) == 0)
@@ -657,8 +671,184 @@ static void test_worker(buf *out, buf *why)
     CHECK_INT(count_fds(), fds_before);
 }
 
-int main(void)
+/* ---- spawned workers ---- */
+
+#define SPAWN_ARG "--spawned-test-worker"
+
+/* This program, started by sandbox_worker_spawn() with SPAWN_ARG. */
+static _Noreturn void spawned_main(void)
 {
+    static buf init, why;
+    buf_init(&init, 1 << 20);
+    buf_init(&why, 1024);
+    if (sandbox_worker_accept(&init, &why) != 0) {
+        fprintf(stderr, "spawned worker: %s\n", buf_cstr(&why));
+        _exit(9);
+    }
+    sandbox_preload();
+    if (init.len == 4 && memcmp(init.p, "fail", 4) == 0)
+        _exit(7); /* a program that cannot initialise itself */
+    sandbox_worker_serve(wfn, &init);
+}
+
+static const char *self_exe;
+
+static sandbox_worker *spawn(const sandbox_limits *lim, const char *init, buf *why)
+{
+    char *argv[] = {(char *)"sandbox_test", (char *)SPAWN_ARG, NULL};
+    buf_reset(why);
+    return sandbox_worker_spawn(lim, 1 << 20, self_exe, argv, init, init ? strlen(init) : 0, why);
+}
+
+static volatile int churn_stop;
+
+/* Another thread that allocates and logs all the time: a fork() from this
+ * process could copy a held malloc or GLib lock; a spawn cannot. */
+static void *churn(void *unused)
+{
+    while (!churn_stop) {
+        void *p = g_malloc(1000);
+        g_free(p);
+    }
+    return unused;
+}
+
+static void test_spawned(buf *out, buf *why)
+{
+    sandbox_limits lim = {.max_memory_bytes = 256u << 20, .max_output_bytes = 4096};
+    int fds_before = count_fds();
+    /* a descriptor the parent leaves open without O_CLOEXEC */
+    int dn = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    int leaked = dn < 0 ? -1 : fcntl(dn, F_DUPFD, 20);
+    if (dn >= 0)
+        close(dn);
+    CHECK(leaked >= 20);
+    sandbox_worker *w = spawn(&lim, "policy bytes: 関所", why);
+    CHECK(w != NULL);
+    if (w == NULL) {
+        fprintf(stderr, "spawn: %s\n", buf_cstr(why));
+        close(leaked);
+        return;
+    }
+    CHECK(sandbox_worker_alive(w));
+    /* the init bytes arrived */
+    CHECK_INT(wcall(&w, "init", 5000, out, why), 0);
+    CHECK_STR(buf_cstr(out), "policy bytes: 関所");
+    /* many requests, one process */
+    char in[32], want[32];
+    int bad = 0;
+    for (int i = 0; i < 500; i++) {
+        snprintf(in, sizeof in, "request %d", i);
+        size_t n = strlen(in);
+        for (size_t k = 0; k < n; k++)
+            want[k] = in[n - 1 - k];
+        want[n] = 0;
+        if (wcall(&w, in, 5000, out, why) != 0 || strcmp(buf_cstr(out), want) != 0)
+            bad++;
+    }
+    CHECK_INT(bad, 0);
+    CHECK_INT(sandbox_worker_calls(w), 501);
+    /* nothing of the parent's is open in the worker: not the leaked
+     * descriptor, not the region's or the diagnostics page's (4, 5) */
+    char req[32], expect[64];
+    snprintf(expect, sizeof expect, "close -1 errno %d", EBADF);
+    int fds[] = {leaked, 4, 5, 0, 1};
+    for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++) {
+        snprintf(req, sizeof req, "close %d", fds[i]);
+        CHECK_INT(wcall(&w, req, 5000, out, why), 0);
+        CHECK_STR(buf_cstr(out), expect);
+    }
+    close(leaked);
+    /* the input region cannot be made writable; open fails; the worker lives on */
+    CHECK_INT(wcall(&w, "write", 5000, out, why), 0);
+    snprintf(expect, sizeof expect, "mprotect -1 errno %d", EACCES);
+    CHECK_STR(buf_cstr(out), expect);
+    CHECK_INT(wcall(&w, "open", 5000, out, why), 0);
+    snprintf(expect, sizeof expect, "open -1 errno %d", EACCES);
+    CHECK_STR(buf_cstr(out), expect);
+    /* writing to the region kills it; the caller still reads the region */
+    CHECK_INT(wcall(&w, "scribb", 5000, out, why), -ECHILD);
+    CHECK(!sandbox_worker_alive(w));
+    CHECK_HAS(buf_cstr(why), "SIGSEGV");
+    CHECK(memcmp(sandbox_worker_input(w, NULL), "scribb", 6) == 0);
+    CHECK_INT(sandbox_worker_stop(w, why), 0);
+
+    /* a crash, a hang, a reply too big, a forbidden syscall (socket: SIGSYS) */
+    w = spawn(&lim, NULL, why);
+    CHECK(w != NULL);
+    if (w == NULL)
+        return;
+    CHECK_INT(wcall(&w, "abort", 5000, out, why), -ECHILD);
+    CHECK_HAS(buf_cstr(why), "SIGABRT");
+    sandbox_worker_stop(w, why);
+    w = spawn(&lim, NULL, why);
+    CHECK(w != NULL);
+    if (w == NULL)
+        return;
+    int64_t t0 = now_ms();
+    CHECK_INT(wcall(&w, "hang", 300, out, why), -ETIMEDOUT);
+    CHECK(now_ms() - t0 < 3000);
+    CHECK(!sandbox_worker_alive(w));
+    CHECK_HAS(buf_cstr(why), "300 ms");
+    sandbox_worker_stop(w, why);
+    w = spawn(&lim, NULL, why);
+    CHECK(w != NULL);
+    if (w == NULL)
+        return;
+    CHECK_INT(wcall(&w, "big", 5000, out, why), -EMSGSIZE);
+    CHECK(!sandbox_worker_alive(w));
+    sandbox_worker_stop(w, why);
+
+    /* a program that fails before serving: NULL and the reason */
+    w = spawn(&lim, "fail", why);
+    CHECK(w == NULL);
+    CHECK_HAS(buf_cstr(why), "exited with status 7");
+    sandbox_worker_stop(w, why);
+    /* a program that does not exist */
+    char *argv[] = {(char *)"nothing", NULL};
+    buf_reset(why);
+    w = sandbox_worker_spawn(&lim, 4096, "/nonexistent/sekisho", argv, NULL, 0, why);
+    CHECK(w == NULL);
+    CHECK_INT(errno, ENOENT);
+    CHECK_HAS(buf_cstr(why), "posix_spawn");
+    /* a program that never accepts (not ours): it is killed after wall_ms */
+    sandbox_limits quick = lim;
+    quick.wall_ms = 500;
+    char *sleeper[] = {(char *)"sleep", (char *)"30", NULL};
+    buf_reset(why);
+    t0 = now_ms();
+    w = sandbox_worker_spawn(&quick, 4096, "/bin/sleep", sleeper, NULL, 0, why);
+    CHECK(w == NULL);
+    CHECK(now_ms() - t0 < 5000);
+    CHECK_HAS(buf_cstr(why), "500 ms");
+
+    /* spawning while another thread allocates all the time */
+    pthread_t th;
+    churn_stop = 0;
+    int started = pthread_create(&th, NULL, churn, NULL) == 0;
+    CHECK(started);
+    int ok = 0;
+    for (int i = 0; i < 10; i++) {
+        w = spawn(&lim, NULL, why);
+        if (w && wcall(&w, "abc", 5000, out, why) == 0 && strcmp(buf_cstr(out), "cba") == 0)
+            ok++;
+        buf_reset(why);
+        if (sandbox_worker_stop(w, why) != 0)
+            ok--;
+    }
+    CHECK_INT(ok, 10);
+    churn_stop = 1;
+    if (started)
+        pthread_join(th, NULL);
+    /* nothing left behind */
+    CHECK_INT(count_fds(), fds_before);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 2 && strcmp(argv[1], SPAWN_ARG) == 0)
+        spawned_main();
+    self_exe = argv[0];
     buf out, why;
     buf_init(&out, BUF_UNLIMITED);
     buf_init(&why, 4096);
@@ -680,6 +870,7 @@ int main(void)
     test_sanitize_inside(&out, &why);
     test_no_leaks(&out, &why);
     test_worker(&out, &why);
+    test_spawned(&out, &why);
 
     if (parent_fd >= 0)
         close(parent_fd);

@@ -1,0 +1,449 @@
+#!/usr/bin/python3
+"""End-to-end test of the gateway: SMTP -> a private Postfix -> sekisho-milter
+-> Maildir (tests/postfix_harness.py), Python 3 standard library only.
+
+    milter_test.py SEKISHO_MILTER SEKISHO REPO_ROOT
+
+  corpus     every mail of tests/corpus/composed (with its .expect.json) sent
+             over SMTP is delivered once, sanitized: one text/plain UTF-8 part
+             that Python's email package re-parses, X-Sekisho-Quarantine-Id,
+             the tagged Subject, the expected text and removed-part count, no
+             U+FFFD, no header of the original left but the kept ones;
+             `sekisho quarantine get ID` gives back the sent bytes exactly
+  inside     a mail from an address of an internal (lgwan) zone is delivered
+             untouched (body and headers as sent), nothing is stored
+  too-big    a mail over max_message_size gets 552 5.3.4; nothing delivered,
+             nothing stored
+  reject     a mail that cannot be made safe (header block over
+             max_header_size) gets 550 5.7.1 naming its quarantine id; the
+             original is held there as "rejected"; nothing delivered
+  worker-abort   the worker crashes on a mail: 4xx, nothing delivered, nothing
+             stored; the next mail is sanitized by a fresh worker
+  worker-hang    the worker hangs on a mail: 4xx within the time limit,
+             nothing delivered; the next mail passes
+  milter-down    the milter stopped: 451 4.7.1, nothing queued or delivered;
+             the milter started again: the same mail is delivered sanitized
+  stop       the milter ends on SIGTERM with status 0 (under ASan: no leak),
+             and no worker process is left
+
+Exit status 77 (a skip) when not root or Postfix is not installed.
+Ends with the line "N passed, M failed".
+"""
+import email
+import email.policy
+import glob
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from postfix_harness import HarnessError, PrivatePostfix, free_port, skip_reason  # noqa: E402
+
+passed = 0
+failed = 0
+
+
+def fail(name, why):
+    global failed
+    failed += 1
+    print("FAIL %s: %s" % (name, why))
+
+
+def check(name, cond, why=""):
+    global passed
+    if cond:
+        passed += 1
+    else:
+        fail(name, why)
+    return cond
+
+
+SENDER = "sender@example.com"
+RCPT = "soumu@town.example.lg.jp"
+ABORT_MARK = "SEKISHO-TEST-ABORT-4f1c"
+HANG_MARK = "SEKISHO-TEST-HANG-9a2e"
+WORKER_ARG = b"--sekisho-sanitize-worker"
+# Headers a delivered sanitized mail may have: Postfix's trace headers and
+# what sanitize_finish() writes.
+TRACE = {"return-path", "x-original-to", "delivered-to", "received"}
+SANITIZED = {"x-sekisho-quarantine-id", "from", "to", "cc", "date", "subject", "message-id",
+             "in-reply-to", "references", "mime-version", "content-type",
+             "content-transfer-encoding", "x-sekisho-sanitized", "reply-to"}
+
+POLICY = """\
+state_dir: {state}
+organization:
+  name: テスト町
+  internal_domains: [town.example.lg.jp]   # as tests/corpus/policies/town.yaml
+zones:
+  - name: LGWAN接続系
+    kind: lgwan
+    networks: [127.0.0.2/32]
+  - name: インターネット接続系
+    kind: internet
+    networks: [127.0.0.1/32]
+mail:
+  limits:
+    max_message_size: 300KB
+    max_header_size: 8KB
+    time_limit: 3s
+gateway:
+  listen: inet:127.0.0.1:{port}
+  workers: 2
+  recycle_after: 5
+  daemon_zones:
+    - {{daemon: lgwan-submission, zone: LGWAN接続系}}
+"""
+
+
+def crlf(raw):
+    """A mail as it goes over SMTP: CRLF line ends."""
+    return raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+class Milter:
+    """sekisho-milter on a free loopback port with its own state directory;
+    always stopped (SIGTERM, then SIGKILL) by stop()."""
+
+    def __init__(self, exe, tmp, env_extra=None):
+        self.exe, self.tmp = exe, tmp
+        self.port = free_port()
+        self.state = os.path.join(tmp, "state")
+        self.policy = os.path.join(tmp, "policy.yaml")
+        self.log = os.path.join(tmp, "milter.log")
+        with open(self.policy, "w", encoding="utf-8") as f:
+            f.write(POLICY.format(state=self.state, port=self.port))
+        self.env = dict(os.environ)
+        self.env["SEKISHO_TEST_MILTER_INSTANCE"] = tmp  # finds its workers in /proc
+        self.env.update(env_extra or {})
+        self.proc = None
+        self.status = None
+
+    @property
+    def spec(self):
+        return "inet:127.0.0.1:%d" % self.port
+
+    def start(self):
+        self.logf = open(self.log, "ab")
+        self.proc = subprocess.Popen([self.exe, "-p", self.policy, "-f", "-v"], env=self.env,
+                                     stdout=self.logf, stderr=self.logf)
+        end = time.monotonic() + 30
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                raise HarnessError("sekisho-milter exited with %d:\n%s" %
+                                   (self.proc.returncode, self.text()))
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.05)
+        raise HarnessError("sekisho-milter does not listen after 30 s:\n%s" % self.text())
+
+    def stop(self):
+        """SIGTERM; returns the exit status (libmilter takes a few seconds)."""
+        if self.proc is None:
+            return self.status
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.status = self.proc.returncode
+        self.proc = None
+        self.logf.close()
+        return self.status
+
+    def workers(self):
+        """Worker processes of this instance that still exist."""
+        out = []
+        want = b"SEKISHO_TEST_MILTER_INSTANCE=" + os.fsencode(self.tmp)
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            try:
+                with open("/proc/%s/cmdline" % d, "rb") as f:
+                    cmd = f.read()
+                with open("/proc/%s/environ" % d, "rb") as f:
+                    env = f.read().split(b"\0")
+            except OSError:
+                continue
+            if WORKER_ARG in cmd.split(b"\0") and want in env:
+                out.append(int(d))
+        return out
+
+    def text(self):
+        try:
+            with open(self.log, "rb") as f:
+                return f.read().decode("utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def quarantine(self, sekisho, *args):
+        r = subprocess.run([sekisho, "quarantine"] + list(args) + ["-q",
+                           os.path.join(self.state, "quarantine")], capture_output=True,
+                           timeout=60)
+        return r.returncode, r.stdout, r.stderr.decode(errors="replace")
+
+    def held(self, sekisho):
+        """The quarantine's entries (list --json), {} when there is none yet."""
+        rc, out, err = self.quarantine(sekisho, "list", "--json")
+        if rc == 66:
+            return {}
+        if rc != 0:
+            raise HarnessError("quarantine list: %d %s" % (rc, err))
+        rows = [json.loads(line) for line in out.decode().splitlines() if line.strip()]
+        return {r["id"]: r for r in rows}
+
+
+def wait_count(pf, n, timeout=60):
+    try:
+        return pf.wait_for_delivery(n, timeout=timeout)
+    except HarnessError as e:
+        fail("delivery-wait", str(e))
+        return pf.delivered()
+
+
+def new_files(pf, before):
+    return [p for p in pf.delivered() if p not in before]
+
+
+def corpus(repo):
+    out = []
+    for exp in sorted(glob.glob(os.path.join(repo, "tests", "corpus", "composed", "*.expect.json"))):
+        base = os.path.basename(exp)
+        if base.count(".") != 2:  # variants such as .english.expect.json
+            continue
+        with open(exp, encoding="utf-8") as f:
+            e = json.load(f)
+        if e.get("policy") not in (None, "town.yaml"):  # the milter runs one policy
+            continue
+        with open(os.path.join(os.path.dirname(exp), e["eml"]), "rb") as f:
+            out.append((e["eml"], crlf(f.read()), e))
+    return out
+
+
+def test_corpus(pf, m, sekisho, repo):
+    mails = corpus(repo)
+    check("corpus-found", len(mails) >= 10, "only %d corpus mails" % len(mails))
+    sent = {}
+    for name, raw, exp in mails:
+        r = pf.send(raw, SENDER, [RCPT])
+        if check("corpus-accepted-" + name, r.accepted, "SMTP: %r" % (r,)):
+            sent[name] = (raw, exp)
+    paths = wait_count(pf, len(sent))
+    time.sleep(1)  # a duplicate would show up now
+    paths = pf.delivered()
+    check("corpus-count", len(paths) == len(sent), "%d delivered, %d sent" % (len(paths), len(sent)))
+    by_id = {}
+    for p in paths:
+        with open(p, "rb") as f:
+            data = f.read()
+        msg = email.message_from_bytes(data, policy=email.policy.default)
+        by_id.setdefault(str(msg.get("X-Sekisho-Quarantine-Id", "")), []).append((p, data, msg))
+    held = m.held(sekisho)
+    seen = set()
+    for qid, items in by_id.items():
+        name = "?"
+        if not check("corpus-has-qid", qid != "", "a delivered mail without X-Sekisho-Quarantine-Id"):
+            continue
+        check("corpus-qid-once-" + qid, len(items) == 1, "%d mails carry %s" % (len(items), qid))
+        p, data, msg = items[0]
+        rc, orig, err = m.quarantine(sekisho, "get", qid)
+        match = [n for n, (raw, _) in sent.items() if raw == orig]
+        if not check("corpus-original-" + qid, rc == 0 and len(match) == 1,
+                     "quarantine get %s: exit %d, %s; matches %r" % (qid, rc, err, match)):
+            continue
+        name = match[0]
+        seen.add(name)
+        exp = sent[name][1]
+        check("corpus-held-sanitized-" + name, held.get(qid, {}).get("verdict") == "sanitized",
+              "index row: %r" % held.get(qid))
+        check("corpus-single-part-" + name, not msg.is_multipart() and
+              msg.get_content_type() == "text/plain" and
+              (msg.get_content_charset() or "").lower() == "utf-8",
+              "%s; %s" % (msg.get_content_type(), msg.get_content_charset()))
+        try:
+            body = msg.get_content()
+        except Exception as e:  # noqa: BLE001 - any parse failure is a finding
+            fail("corpus-parse-" + name, repr(e))
+            continue
+        check("corpus-no-fffd-" + name, "\ufffd" not in body and "\ufffd" not in str(msg["Subject"]),
+              "U+FFFD in the delivered mail")
+        missing = [t for t in exp.get("body_contains", []) if t not in body]
+        check("corpus-text-" + name, not missing, "missing %r" % missing)
+        check("corpus-subject-tag-" + name, str(msg["Subject"]).startswith("[外部]"),
+              "Subject: %r" % str(msg["Subject"]))
+        san = str(msg.get("X-Sekisho-Sanitized", ""))
+        check("corpus-removed-" + name, "removed-parts=%d;" % exp.get("removed_parts", 0) in san,
+              "X-Sekisho-Sanitized: %r, want removed-parts=%d" % (san, exp.get("removed_parts", 0)))
+        keys = [k.lower() for k in msg.keys()]
+        extra = [k for k in keys if k not in TRACE and k not in SANITIZED]
+        check("corpus-headers-" + name, not extra and keys.count("received") == 1 and
+              keys.count("content-type") == 1 and keys.count("subject") == 1,
+              "headers %r" % msg.keys())
+        check("corpus-qid-in-body-" + name, qid in body, "the body does not name %s" % qid)
+        check("corpus-owner-" + name, os.stat(p).st_uid != 0, "delivered file owned by root")
+    missing = sorted(set(sent) - seen)
+    check("corpus-all-delivered", not missing, "not delivered sanitized: %r" % missing)
+    log = m.text()
+    check("corpus-logged", log.count("verdict=sanitized") >= len(sent) and
+          "message-id=<" in log and "quarantine=" in log, log[-2000:])
+
+
+def plain_mail(key, subject="テスト", body="本文です。\n", extra_headers=""):
+    return crlf(("From: 山田 <yamada@example.co.jp>\n"
+                 "To: <%s>\n"
+                 "Subject: %s\n"
+                 "Date: Mon, 23 Nov 2026 09:00:00 +0900\n"
+                 "Message-ID: <%s@example.co.jp>\n"
+                 "MIME-Version: 1.0\n"
+                 "Content-Type: text/plain; charset=UTF-8\n"
+                 "Content-Transfer-Encoding: 8bit\n"
+                 "%s\n%s" % (RCPT, subject, key, extra_headers, body)).encode("utf-8"))
+
+
+def test_inside(pf, m, sekisho):
+    before = pf.delivered()
+    held_before = len(m.held(sekisho))
+    raw = plain_mail("inside", "庁内のメール", "LGWAN 接続系からの本文。\n",
+                     "X-Internal-Tracking: 42\n")
+    r = pf.send(raw, "kakari@town.example.lg.jp", [RCPT], source_address=("127.0.0.2", 0))
+    if not check("inside-accepted", r.accepted, "SMTP: %r" % (r,)):
+        return
+    wait_count(pf, len(before) + 1)
+    got = new_files(pf, before)
+    if not check("inside-delivered-once", len(got) == 1, "%r" % got):
+        return
+    with open(got[0], "rb") as f:
+        data = f.read()
+    sent = raw.replace(b"\r\n", b"\n")
+    head, body = sent.split(b"\n\n", 1)
+    check("inside-untouched", data.endswith(sent) and b"X-Sekisho" not in data,
+          "delivered:\n%r" % data[:1500])
+    check("inside-not-stored", len(m.held(sekisho)) == held_before, "stored in the quarantine")
+    check("inside-logged", "[127.0.0.2] daemon=internet: from inside" in m.text(), m.text()[-1500:])
+
+
+def test_too_big(pf, m, sekisho):
+    before = pf.delivered()
+    held_before = len(m.held(sekisho))
+    raw = plain_mail("too-big", body=("あいうえお" * 20 + "\n") * 1200)  # about 370 KB
+    r = pf.send(raw, SENDER, [RCPT])
+    check("too-big-552", r.code == 552 and "5.3.4" in r.text and not r.accepted, "SMTP: %r" % (r,))
+    time.sleep(2)
+    check("too-big-not-delivered", new_files(pf, before) == [], "%r" % new_files(pf, before))
+    check("too-big-not-stored", len(m.held(sekisho)) == held_before, "stored in the quarantine")
+
+
+def test_reject(pf, m, sekisho):
+    before = pf.delivered()
+    filler = "".join("X-Filler-%d: %s\n" % (i, "x" * 70) for i in range(150))  # > 8 KB
+    raw = plain_mail("reject", extra_headers=filler)
+    r = pf.send(raw, SENDER, [RCPT])
+    held = m.held(sekisho)
+    ids = [i for i in held if i in r.text]
+    check("reject-550", r.code == 550 and "5.7.1" in r.text and len(ids) == 1,
+          "SMTP: %r" % (r,))
+    if ids:
+        check("reject-held", held[ids[0]]["verdict"] == "rejected", "%r" % held[ids[0]])
+        rc, orig, err = m.quarantine(sekisho, "get", ids[0])
+        check("reject-original", rc == 0 and orig == raw, "get: %d %s" % (rc, err))
+    time.sleep(1)
+    check("reject-not-delivered", new_files(pf, before) == [], "%r" % new_files(pf, before))
+    print("reject reply as the sender sees it: %d %s" % (r.code, r.text))
+
+
+def test_worker_fault(pf, m, sekisho, kind, mark):
+    before = pf.delivered()
+    held_before = len(m.held(sekisho))
+    raw = plain_mail("fault-" + kind, body="この本文でワーカーが止まります %s\n" % mark)
+    t0 = time.monotonic()
+    r = pf.send(raw, SENDER, [RCPT])
+    took = time.monotonic() - t0
+    check("worker-%s-4xx" % kind, 400 <= r.code < 500 and not r.accepted, "SMTP: %r" % (r,))
+    check("worker-%s-in-time" % kind, took < 20, "took %.1f s" % took)
+    time.sleep(2)
+    check("worker-%s-not-delivered" % kind, new_files(pf, before) == [],
+          "%r" % new_files(pf, before))
+    check("worker-%s-not-stored" % kind, len(m.held(sekisho)) == held_before,
+          "stored in the quarantine")
+    check("worker-%s-logged" % kind, "verdict=tempfail step=sanitize" in m.text(), m.text()[-1500:])
+    # the next mail gets a fresh worker
+    r = pf.send(plain_mail("after-" + kind), SENDER, [RCPT])
+    check("worker-%s-next-ok" % kind, r.accepted, "SMTP: %r" % (r,))
+    wait_count(pf, len(before) + 1)
+    print("worker %s: %d %s (%.2f s)" % (kind, r.code, r.text, took))
+
+
+def test_milter_down(pf, m, sekisho):
+    before = pf.delivered()
+    check("down-stop", m.stop() == 0, "exit status %r" % m.status)
+    raw = plain_mail("milter-down", "ミルター停止中に送ったメール")
+    r = pf.send(raw, SENDER, [RCPT])
+    check("down-451", r.code == 451 and "4.7.1" in r.text, "SMTP: %r" % (r,))
+    time.sleep(2)
+    check("down-not-delivered", new_files(pf, before) == [], "%r" % new_files(pf, before))
+    check("down-not-queued", pf.queue_files() == [], "%r" % pf.queue_files())
+    # The sender keeps it and tries again once the milter is back.
+    m.start()
+    r = pf.send(raw, SENDER, [RCPT])
+    check("down-retry-accepted", r.accepted, "SMTP: %r" % (r,))
+    wait_count(pf, len(before) + 1)
+    got = new_files(pf, before)
+    if check("down-delivered-once", len(got) == 1, "%r" % got):
+        with open(got[0], "rb") as f:
+            msg = email.message_from_bytes(f.read(), policy=email.policy.default)
+        check("down-delivered-sanitized", msg["X-Sekisho-Quarantine-Id"] is not None and
+              str(msg["Subject"]).startswith("[外部]"), "%r" % msg.keys())
+
+
+def main():
+    if len(sys.argv) != 4:
+        print("usage: milter_test.py SEKISHO_MILTER SEKISHO REPO_ROOT", file=sys.stderr)
+        return 2
+    why = skip_reason()
+    if why:
+        print("SKIP: %s" % why)
+        return 77
+    exe, sekisho, repo = [os.path.abspath(a) for a in sys.argv[1:]]
+    tmp = tempfile.mkdtemp(prefix="sekisho-milter-test-")
+    os.chmod(tmp, 0o755)
+    m = Milter(exe, tmp, {"SEKISHO_TEST_WORKER_ABORT_ON": ABORT_MARK,
+                          "SEKISHO_TEST_WORKER_HANG_ON": HANG_MARK})
+    try:
+        m.start()
+        with PrivatePostfix(repo, milter=m.spec) as pf:
+            test_corpus(pf, m, sekisho, repo)
+            test_inside(pf, m, sekisho)
+            test_too_big(pf, m, sekisho)
+            test_reject(pf, m, sekisho)
+            test_worker_fault(pf, m, sekisho, "abort", ABORT_MARK)
+            test_worker_fault(pf, m, sekisho, "hang", HANG_MARK)
+            test_milter_down(pf, m, sekisho)
+        status = m.stop()
+        check("stop-status", status == 0, "exit status %r; log:\n%s" % (status, m.text()[-3000:]))
+        time.sleep(0.5)
+        check("stop-no-worker-left", m.workers() == [], "workers left: %r" % m.workers())
+        check("stop-logged", "stopped:" in m.text(), m.text()[-1500:])
+    except HarnessError as e:
+        fail("harness", str(e))
+    finally:
+        m.stop()
+        for pid in m.workers():  # never leave one behind, even on failure
+            os.kill(pid, signal.SIGKILL)
+        print("--- milter log (last 40 lines) ---")
+        print("\n".join(m.text().splitlines()[-40:]))
+        shutil.rmtree(tmp, ignore_errors=True)
+    print("%d passed, %d failed" % (passed, failed))
+    return 1 if failed or passed == 0 else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
