@@ -1005,23 +1005,6 @@ int ledger_init(const ledger_opts *o, char pub_hex[2 * LEDGER_PUBKEY_LEN + 1], b
 
 /* ---- open ------------------------------------------------------------------------- */
 
-/* Saves data to recovered/<tag>.<time>, synced; the name goes to saved. */
-static int save_recovered(ledger *l, const char *tag, const uint8_t *p, size_t n, char *saved,
-                          size_t savedsz, buf *err)
-{
-    char t[32], path[PATH_MAX], dir[PATH_MAX];
-    fmt_time(now_ms(l), t);
-    snprintf(saved, savedsz, "recovered/%s.%s", tag, t);
-    path_join(path, sizeof path, l->dir, saved);
-    path_join(dir, sizeof dir, l->dir, "recovered");
-    int rc = fileio_mkdir_p(dir, 0750);
-    if (rc == 0)
-        rc = fileio_write_atomic(path, p, n, 0640, 1);
-    if (rc < 0)
-        errf(err, "%s: %s", path, strerror(-rc));
-    return rc;
-}
-
 typedef struct recovery {
     int happened;
     char file[PATH_MAX];
@@ -1029,6 +1012,109 @@ typedef struct recovery {
     char sha[65];
     char saved[PATH_MAX];
 } recovery;
+
+#define PENDING_SUFFIX ".pending"
+
+/*
+ * Saves a torn tail before it is cut: its bytes to recovered/<tag>.<time>
+ * (the name goes to rec->saved), then, beside it, "<that>.pending" holding
+ * the fields of the ledger.recovery entry that records it. Both are synced
+ * before the caller cuts the tail. The entry is appended, and the .pending
+ * file removed, only once the ledger is open for writing (record_pending());
+ * a writer killed in between leaves the .pending file, and the next one
+ * records it. So a recovery is never lost between the cut and its entry (at
+ * worst it is recorded twice).
+ */
+static int save_recovered(ledger *l, const char *tag, const uint8_t *p, size_t n, recovery *rec,
+                          buf *err)
+{
+    char t[32], path[2 * PATH_MAX + 2], dir[PATH_MAX];
+    fmt_time(now_ms(l), t);
+    snprintf(rec->saved, sizeof rec->saved, "recovered/%s.%s", tag, t);
+    if (path_join(path, sizeof path, l->dir, rec->saved) < 0) {
+        errf(err, "%s/%s: path too long", l->dir, rec->saved);
+        return -ENAMETOOLONG;
+    }
+    path_join(dir, sizeof dir, l->dir, "recovered");
+    int rc = fileio_mkdir_p(dir, 0750);
+    if (rc == 0)
+        rc = fileio_write_atomic(path, p, n, 0640, 1);
+    if (rc == 0) {
+        buf f;
+        buf_init(&f, 8192);
+        buf_puts(&f, "{\"bytes\":");
+        buf_printf(&f, "%" PRIu64 ",\"file\":", rec->bytes);
+        jcs_put_string(&f, rec->file, strlen(rec->file));
+        buf_printf(&f, ",\"offset\":%" PRIu64 ",\"saved_as\":", rec->offset);
+        jcs_put_string(&f, rec->saved, strlen(rec->saved));
+        buf_printf(&f, ",\"sha256\":\"%s\"}", rec->sha);
+        char pending[sizeof path + 16];
+        snprintf(pending, sizeof pending, "%s" PENDING_SUFFIX, path);
+        rc = f.err ? f.err : fileio_write_atomic(pending, f.p, f.len, 0640, 1);
+        buf_free(&f);
+    }
+    if (rc < 0)
+        errf(err, "%s: %s", path, strerror(-rc));
+    return rc;
+}
+
+/* Appends a ledger.recovery entry for every recovered/ *.pending file, makes
+ * them durable with a signed head, then removes the .pending files. */
+static int record_pending(ledger *l, buf *err)
+{
+    char dir[PATH_MAX];
+    path_join(dir, sizeof dir, l->dir, "recovered");
+    DIR *d = opendir(dir);
+    if (d == NULL) {
+        if (errno == ENOENT)
+            return 0;
+        int e = errno;
+        errf(err, "%s: %s", dir, strerror(e));
+        return -e;
+    }
+    char **names = NULL;
+    size_t n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        size_t len = strlen(de->d_name), sl = strlen(PENDING_SUFFIX);
+        if (len <= sl || strcmp(de->d_name + len - sl, PENDING_SUFFIX) != 0)
+            continue;
+        char **nn = realloc(names, (n + 1) * sizeof *nn);
+        if (nn == NULL)
+            msg_fatal("out of memory");
+        names = nn;
+        names[n++] = xstrdup(de->d_name);
+    }
+    closedir(d);
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        char path[PATH_MAX];
+        buf f;
+        buf_init(&f, 1 << 16);
+        if (snprintf(path, sizeof path, "%s/%s", dir, names[i]) >= (int)sizeof path)
+            rc = -ENAMETOOLONG;
+        else
+            rc = fileio_read_file(path, &f);
+        uint64_t idx;
+        if (rc == 0)
+            rc = ledger_append(l, "ledger.recovery", "sekisho-ledger", f.p, f.len, &idx, err);
+        else
+            errf(err, "%s: %s", path, strerror(-rc));
+        buf_free(&f);
+    }
+    if (rc == 0 && n > 0)
+        rc = ledger_checkpoint(l, err);
+    for (size_t i = 0; i < n; i++) {
+        char path[PATH_MAX];
+        if (rc == 0 && snprintf(path, sizeof path, "%s/%s", dir, names[i]) < (int)sizeof path)
+            unlink(path);
+        free(names[i]);
+    }
+    free(names);
+    if (rc == 0 && n > 0)
+        fileio_fsync_dir(dir);
+    return rc;
+}
 
 /* The head file: the last line is the last signed head. A torn last line is
  * saved, cut off and reported in rec. */
@@ -1076,8 +1162,7 @@ static int open_heads(ledger *l, recovery *rec, buf *err)
         rec->offset = end;
         rec->bytes = m.len - end;
         hex(h, 32, rec->sha);
-        rc = save_recovered(l, "checkpoints", m.p + end, m.len - end, rec->saved, sizeof rec->saved,
-                            err);
+        rc = save_recovered(l, "checkpoints", m.p + end, m.len - end, rec, err);
         if (rc == 0 && truncate(path, (off_t)end) < 0)
             rc = -errno;
         if (rc == 0) {
@@ -1242,7 +1327,7 @@ static int rescan(ledger *l, size_t si, uint64_t off, recovery *rec, buf *err)
             hex(h, 32, rec->sha);
             char tag[SEG_NAME_MAX + 32];
             snprintf(tag, sizeof tag, "%s.%" PRIu64, s->name, pos);
-            rc = save_recovered(l, tag, m.p + pos, m.len - pos, rec->saved, sizeof rec->saved, err);
+            rc = save_recovered(l, tag, m.p + pos, m.len - pos, rec, err);
             if (rc == 0 && truncate(path, (off_t)pos) < 0)
                 rc = -errno;
             if (rc < 0) {
@@ -1388,21 +1473,11 @@ static int writer_open(ledger *l, buf *err)
              " から切り離し %s に保存しました / cut an incomplete "
              "tail of %" PRIu64 " bytes at byte %" PRIu64 " (saved as %s); recorded in the ledger",
              r->file, r->bytes, r->offset, r->saved, r->bytes, r->offset, r->saved);
-        buf f;
-        buf_init(&f, 8192);
-        buf_puts(&f, "{\"bytes\":");
-        buf_printf(&f, "%" PRIu64 ",\"file\":", r->bytes);
-        jcs_put_string(&f, r->file, strlen(r->file));
-        buf_printf(&f, ",\"offset\":%" PRIu64 ",\"saved_as\":", r->offset);
-        jcs_put_string(&f, r->saved, strlen(r->saved));
-        buf_printf(&f, ",\"sha256\":\"%s\"}", r->sha);
-        uint64_t idx;
-        rc = ledger_append(l, "ledger.recovery", "sekisho-ledger", f.p, f.len, &idx, err);
-        buf_free(&f);
-        if (rc < 0)
-            return rc;
     }
-    return ledger_checkpoint(l, err);
+    /* this open's recoveries, and any an earlier writer staged but did not
+     * get to record */
+    rc = record_pending(l, err);
+    return rc < 0 ? rc : ledger_checkpoint(l, err);
 }
 
 ledger *ledger_open(const ledger_opts *o, int writable, buf *err)

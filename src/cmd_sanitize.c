@@ -24,6 +24,7 @@
 #include "quarantine.h"
 #include "sandbox.h"
 #include "sanitize.h"
+#include "worker.h"
 #include "util/fileio.h"
 #include "util/msg.h"
 
@@ -210,46 +211,12 @@ static int worst(int a, int b)
     return rank_a >= rank_b ? a : b;
 }
 
-struct worker_arg {
-    sanitize_ctx *sc;
-    uint64_t time_limit_ms;
-    const char *fault, *hang; /* fault injection for the tests */
-};
-
-/* In the sandboxed worker: one message in, one packed result out. */
-static int worker_sanitize(void *argp, const uint8_t *in, size_t n, int fd)
-{
-    struct worker_arg *a = argp;
-    /* Fault injection for the tests: the worker aborts (or hangs) on a
-     * message that contains this marker, as it would on a parser fault. */
-    if (a->fault && *a->fault && memmem(in, n, a->fault, strlen(a->fault)))
-        abort();
-    /* The sanitizer checks its own deadline between parts; a parser that
-     * never returns is ended by SIGALRM, and that message alone is held. */
-    alarm((unsigned)(a->time_limit_ms / 1000 + 2));
-    if (a->hang && *a->hang && memmem(in, n, a->hang, strlen(a->hang)))
-        for (volatile int spin = 1; spin;)
-            ;
-    sanitize_result res;
-    buf packed;
-    buf_init(&packed, BUF_UNLIMITED);
-    int rc = sanitize_message(a->sc, n ? in : (const uint8_t *)"", n, &res);
-    if (rc == 0)
-        rc = sanitize_result_pack(&res, &packed);
-    sanitize_result_free(&res);
-    if (rc == 0)
-        rc = sandbox_reply(fd, packed.p, packed.len);
-    buf_free(&packed);
-    alarm(0);
-    return rc == 0 ? 0 : 3;
-}
-
 struct runner {
     sanitize_ctx *sc;
     const policy *pol;
     quarantine *q;
     const struct opts *o;
-    struct worker_arg warg;
+    sanitize_worker warg;
     sandbox_worker *w;
     int start_failed;
     buf reply, why;
@@ -274,8 +241,8 @@ static sandbox_worker *worker(struct runner *r)
             .max_output_bytes = lim->max_text_bytes + ((uint64_t)8 << 20),
         };
         buf_reset(&r->why);
-        r->w = sandbox_worker_start(&sl, (size_t)lim->max_message_bytes, worker_sanitize, &r->warg,
-                                    &r->why);
+        r->w = sandbox_worker_start(&sl, (size_t)lim->max_message_bytes, sanitize_worker_fn,
+                                    &r->warg, &r->why);
         if (r->w == NULL) {
             r->start_failed = 1;
             fprintf(stderr, "sekisho sanitize: cannot start the sandboxed worker: %s\n",
@@ -442,10 +409,7 @@ int cmd_sanitize(int argc, char **argv)
     sandbox_preload();
 
     struct runner r = {.sc = sc, .pol = pol, .q = q, .o = &o};
-    r.warg.sc = sc;
-    r.warg.time_limit_ms = pol->mail.limits.time_limit_ms;
-    r.warg.fault = getenv("SEKISHO_TEST_WORKER_ABORT_ON");
-    r.warg.hang = getenv("SEKISHO_TEST_WORKER_HANG_ON");
+    sanitize_worker_init(&r.warg, sc, pol);
     buf_init(&r.reply, BUF_UNLIMITED);
     buf_init(&r.why, 4096);
     int status = EXIT_OK;

@@ -54,6 +54,7 @@
 #include "policy.h"
 #include "quarantine.h"
 #include "sandbox.h"
+#include "worker.h"
 #include "sanitize.h"
 #include "util/buf.h"
 #include "util/fileio.h"
@@ -251,39 +252,6 @@ static const char *loggable(char *out, size_t max, const char *s)
 
 /* ---- the worker (in its own sandboxed process) ----------------------------- */
 
-struct worker_arg {
-    sanitize_ctx *sc;
-    uint64_t time_limit_ms;
-    const char *fault, *hang; /* fault injection for the tests */
-};
-
-/* One message in, one packed result out (the same work as `sekisho sanitize`'s
- * worker; the test markers SEKISHO_TEST_WORKER_ABORT_ON/_HANG_ON too). */
-static int worker_sanitize(void *argp, const uint8_t *in, size_t n, int fd)
-{
-    struct worker_arg *a = argp;
-    if (a->fault && *a->fault && memmem(in, n, a->fault, strlen(a->fault)))
-        abort();
-    /* The sanitizer checks its own deadline between parts; a parser that
-     * never returns is ended by SIGALRM. */
-    alarm((unsigned)(a->time_limit_ms / 1000 + 2));
-    if (a->hang && *a->hang && memmem(in, n, a->hang, strlen(a->hang)))
-        for (volatile int spin = 1; spin;)
-            ;
-    sanitize_result res;
-    buf packed;
-    buf_init(&packed, BUF_UNLIMITED);
-    int rc = sanitize_message(a->sc, n ? in : (const uint8_t *)"", n, &res);
-    if (rc == 0)
-        rc = sanitize_result_pack(&res, &packed);
-    sanitize_result_free(&res);
-    if (rc == 0)
-        rc = sandbox_reply(fd, packed.p, packed.len);
-    buf_free(&packed);
-    alarm(0);
-    return rc == 0 ? 0 : 3;
-}
-
 /* main() of a worker process (started by spawn_worker() with WORKER_ARG). */
 static _Noreturn void worker_main(void)
 {
@@ -311,15 +279,13 @@ static _Noreturn void worker_main(void)
         }
         buf_free(&errs);
     }
-    static struct worker_arg arg;
-    arg.sc = sanitize_new(pol);
-    if (arg.sc == NULL)
+    sanitize_ctx *sc = sanitize_new(pol);
+    if (sc == NULL)
         _exit(EXIT_TEMPFAIL);
-    arg.time_limit_ms = pol->mail.limits.time_limit_ms;
-    arg.fault = getenv("SEKISHO_TEST_WORKER_ABORT_ON");
-    arg.hang = getenv("SEKISHO_TEST_WORKER_HANG_ON");
+    static sanitize_worker arg;
+    sanitize_worker_init(&arg, sc, pol);
     sandbox_preload();
-    sandbox_worker_serve(worker_sanitize, &arg);
+    sandbox_worker_serve(sanitize_worker_fn, &arg);
 }
 
 /* ---- the pool ----------------------------------------------------------------- */

@@ -475,6 +475,9 @@ def test_crash(tmp, rounds):
         data = open(saved, "rb").read() if os.path.exists(saved) else None
         check(data is not None and hashlib.sha256(data).hexdigest() == e["fields"]["sha256"]
               and len(data) == e["fields"]["bytes"], "saved torn tail %s" % saved)
+    left = [n for n in os.listdir(os.path.join(tmp, "c", "recovered"))
+            if n.endswith(".pending")] if os.path.isdir(os.path.join(tmp, "c", "recovered")) else []
+    check(not left, "staged recoveries left unrecorded: %r" % left)
     rc, out, err = run(["verify", "-p", pol])
     check(rc == 0, "verify after %d kills: %s%s" % (rounds, out, err))
     print("crash: %d rounds, %d entries, %d acknowledged, %d torn tails recovered and recorded"
