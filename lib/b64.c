@@ -228,8 +228,15 @@ __attribute__((target("avx2"))) static const uint8_t *avx2_run(const uint8_t *p,
         unsigned k = (unsigned)__builtin_ctz(~ok) / 4;
         o += 3 * k;
         p += 4 * k;
-        *broken = 1;
-        break;
+        /* A line end (or other junk) at the quartet boundary: step over it
+         * and go on here. Anything else is for the state machine. */
+        if (rank_tab[*p] != RANK_SKIP) {
+            *broken = 1;
+            break;
+        }
+        do
+            p++;
+        while (p < end && rank_tab[*p] == RANK_SKIP);
     }
     *op = o;
     return p;
@@ -298,7 +305,12 @@ static size_t decode(const uint8_t *in, size_t n, uint8_t *out, int avx2)
                     }
                 }
             }
-            goto slow;
+            /* A line end at the quartet boundary: step over it, go on. */
+            if (rank_tab[*p] != RANK_SKIP)
+                goto slow;
+            do
+                p++;
+            while (p < end && rank_tab[*p] == RANK_SKIP);
         }
         while (end - p >= 4) {
             uint32_t a = quartet(p);
