@@ -342,7 +342,7 @@ int main(void)
     if (b64_impl_resolve(B64_IMPL_AVX2) == B64_IMPL_AVX2)
         impls[n_impls++] = B64_IMPL_AVX2;
     else
-        printf("no AVX2 on this CPU: the portable decoder only\n");
+        printf("no AVX2 on this CPU or in this build: the portable decoder only\n");
     CHECK_INT(b64_impl_resolve(B64_IMPL_PORTABLE), B64_IMPL_PORTABLE);
     CHECK_INT(b64_impl_resolve(B64_IMPL_AUTO), b64_impl_resolve(B64_IMPL_AVX2));
     CHECK_INT(b64_decoded_max(0), 3);
