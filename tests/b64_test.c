@@ -195,6 +195,37 @@ static void test_random(void)
     }
 }
 
+/* Bodies of equal lines (the decoders' line mode), with one defect in the
+ * third line at every position: junk, '=', a line end too early or too late. */
+static void test_line_defects(void)
+{
+    static const size_t widths[] = {4, 16, 32, 36, 60, 64, 72, 76, 100, 128};
+    static const uint8_t defects[] = {'.', '=', '\r', '\n', 0x80, 'A', '\0'};
+    for (size_t wi = 0; wi < sizeof widths / sizeof widths[0]; wi++) {
+        for (size_t eol = 1; eol <= 2; eol++) {
+            size_t w = widths[wi], ll = w + eol, n = 6 * ll;
+            uint8_t *in = malloc(n);
+            if (in == NULL)
+                abort();
+            for (size_t i = 0; i < n; i++) {
+                size_t col = i % ll;
+                in[i] = col < w ? (uint8_t)alphabet[rnd() % 64]
+                                : (uint8_t)(eol == 2 && col == w ? '\r' : '\n');
+            }
+            diff_one(in, n);
+            for (size_t pos = 2 * ll; pos < 3 * ll; pos++) {
+                uint8_t save = in[pos];
+                for (size_t d = 0; d < sizeof defects; d++) {
+                    in[pos] = defects[d];
+                    diff_one(in, n);
+                }
+                in[pos] = save;
+            }
+            free(in);
+        }
+    }
+}
+
 /* GLib's encoder and sanitize_finish's cut into 76-character CRLF lines. */
 static void glib_lines(const uint8_t *p, size_t n, buf *out)
 {
@@ -311,7 +342,7 @@ int main(void)
     if (b64_impl_resolve(B64_IMPL_AVX2) == B64_IMPL_AVX2)
         impls[n_impls++] = B64_IMPL_AVX2;
     else
-        printf("no AVX2 on this CPU: the portable decoder only\n");
+        printf("no AVX2 on this CPU or in this build: the portable decoder only\n");
     CHECK_INT(b64_impl_resolve(B64_IMPL_PORTABLE), B64_IMPL_PORTABLE);
     CHECK_INT(b64_impl_resolve(B64_IMPL_AUTO), b64_impl_resolve(B64_IMPL_AVX2));
     CHECK_INT(b64_decoded_max(0), 3);
@@ -328,6 +359,7 @@ int main(void)
     test_vectors();
     test_every_byte_everywhere();
     test_random();
+    test_line_defects();
     test_encode_vectors();
     test_encode_against_glib();
     g_mime_shutdown();
