@@ -413,9 +413,9 @@ enum ftype {
 };
 
 #define F_REQUIRED 1u
-#define F_QDIR     2u /* sets ctx.qdir_set */
-#define F_NONEMPTY 4u /* text may not be "" */
-#define F_HDR      8u /* sets ctx.hdr_line */
+#define F_QDIR     2u  /* sets ctx.qdir_set */
+#define F_NONEMPTY 4u  /* text may not be "" */
+#define F_HDR      8u  /* sets ctx.hdr_line */
 #define F_LDIR     16u /* sets ctx.ldir_set */
 #define F_LKEY     32u /* sets ctx.lkey_set */
 
@@ -1602,20 +1602,21 @@ out:
     return p;
 }
 
-policy *policy_load(const char *path, buf *errors)
+policy *policy_load_bytes(const char *path, buf *data, buf *errors)
 {
     buf dropped;
     buf_init(&dropped, 1 << 16);
     buf *e = errors ? errors : &dropped;
-    buf data;
-    buf_init(&data, POLICY_MAX_FILE);
+    buf_reset(data);
+    if (data->max > POLICY_MAX_FILE)
+        data->max = POLICY_MAX_FILE;
     policy *p = NULL;
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
     if (fd < 0) {
         buf_printf(e, "%s: cannot open: %s\n", path, strerror(errno));
         goto out;
     }
-    int rc = fileio_read_fd(fd, &data);
+    int rc = fileio_read_fd(fd, data);
     close(fd);
     if (rc == -EFBIG || rc == -ENOSPC) {
         buf_printf(e, "%s: larger than %zu bytes (1 MiB); a policy file is never that big\n", path,
@@ -1626,10 +1627,18 @@ policy *policy_load(const char *path, buf *errors)
         buf_printf(e, "%s: cannot read: %s\n", path, strerror(-rc));
         goto out;
     }
-    p = policy_load_mem(path, data.p ? data.p : (const uint8_t *)"", data.len, e);
+    p = policy_load_mem(path, data->p ? data->p : (const uint8_t *)"", data->len, e);
 out:
-    buf_free(&data);
     buf_free(&dropped);
+    return p;
+}
+
+policy *policy_load(const char *path, buf *errors)
+{
+    buf data;
+    buf_init(&data, POLICY_MAX_FILE);
+    policy *p = policy_load_bytes(path, &data, errors);
+    buf_free(&data);
     return p;
 }
 

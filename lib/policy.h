@@ -20,43 +20,43 @@
 #include <stdint.h>
 
 typedef struct policy_zone {
-    char *name;        /* e.g. "インターネット接続系" */
-    char *kind;        /* "mynumber" | "lgwan" | "internet" | "other" */
-    char **networks;   /* CIDR strings, e.g. "192.0.2.0/24" */
+    char *name;      /* e.g. "インターネット接続系" */
+    char *kind;      /* "mynumber" | "lgwan" | "internet" | "other" */
+    char **networks; /* CIDR strings, e.g. "192.0.2.0/24" */
     size_t n_networks;
 } policy_zone;
 
 typedef struct policy_role {
-    char *name;        /* e.g. "統括情報セキュリティ責任者" */
-    char **members;    /* user names / mail addresses */
+    char *name;     /* e.g. "統括情報セキュリティ責任者" */
+    char **members; /* user names / mail addresses */
     size_t n_members;
 } policy_role;
 
 typedef struct policy_mail_limits {
-    uint64_t max_message_bytes;  /* whole message as received */
-    uint64_t max_header_bytes;   /* one header block (all fields of one entity) */
-    uint64_t max_headers;        /* fields in one header block */
-    uint64_t max_depth;          /* MIME nesting (multipart and message/rfc822) */
-    uint64_t max_parts;          /* MIME entities in the whole message */
-    uint64_t max_decoded_bytes;  /* decoded bytes over all parts */
-    uint64_t max_text_bytes;     /* UTF-8 text in the sanitized body */
-    uint64_t time_limit_ms;      /* wall time for one message */
+    uint64_t max_message_bytes; /* whole message as received */
+    uint64_t max_header_bytes;  /* one header block (all fields of one entity) */
+    uint64_t max_headers;       /* fields in one header block */
+    uint64_t max_depth;         /* MIME nesting (multipart and message/rfc822) */
+    uint64_t max_parts;         /* MIME entities in the whole message */
+    uint64_t max_decoded_bytes; /* decoded bytes over all parts */
+    uint64_t max_text_bytes;    /* UTF-8 text in the sanitized body */
+    uint64_t time_limit_ms;     /* wall time for one message */
 } policy_mail_limits;
 
 typedef struct policy_mail {
-    char *subject_tag;        /* prefix for external mail, default "[外部]"; "" = none */
-    int prefer_html;          /* multipart/alternative: 0 text/plain (default), 1 text/html */
-    int defang_links;         /* default 1 */
-    int english;              /* notices in English (language: en); default Japanese */
-    uint64_t retention_days;  /* quarantined originals, default 90 */
+    char *subject_tag;       /* prefix for external mail, default "[外部]"; "" = none */
+    int prefer_html;         /* multipart/alternative: 0 text/plain (default), 1 text/html */
+    int defang_links;        /* default 1 */
+    int english;             /* notices in English (language: en); default Japanese */
+    uint64_t retention_days; /* quarantined originals, default 90 */
     policy_mail_limits limits;
 } policy_mail;
 
 /* Added: the tamper-evident ledger (docs/LEDGER.md). */
 typedef struct policy_ledger {
-    char *dir;                       /* default <state_dir>/ledger */
-    char *key_file;                  /* Ed25519 signing key, default <state_dir>/ledger-signing.key */
-    uint64_t checkpoint_entries;     /* sign a tree head after this many entries, default 100000 */
+    char *dir;                   /* default <state_dir>/ledger */
+    char *key_file;              /* Ed25519 signing key, default <state_dir>/ledger-signing.key */
+    uint64_t checkpoint_entries; /* sign a tree head after this many entries, default 100000 */
     uint64_t checkpoint_interval_ms; /* or after this long, default 10 s */
     int segment_daily;               /* segment: monthly (0, default) | daily (1) */
     uint64_t retention_days;         /* segments kept this long after their period; 0 = forever */
@@ -76,9 +76,9 @@ typedef struct policy_gateway {
 } policy_gateway;
 
 typedef struct policy {
-    char *source;             /* file path, or "(built-in defaults)" */
-    char *organization;       /* 団体名 */
-    char **internal_domains;  /* mail domains of the organization */
+    char *source;            /* file path, or "(built-in defaults)" */
+    char *organization;      /* 団体名 */
+    char **internal_domains; /* mail domains of the organization */
     size_t n_internal_domains;
     policy_zone *zones;
     size_t n_zones;
@@ -89,17 +89,17 @@ typedef struct policy {
     /* Added: the MIC guideline classifies by 機密性, 完全性 and 可用性 (基本方針
      * 「機密性、完全性及び可用性に応じて分類」); some bodies (只見町) use one
      * 重要性分類 I-III instead. Each list is highest first, empty if not given. */
-    char **integrity_levels;       /* 完全性, e.g. "完全性2", "完全性1" */
+    char **integrity_levels; /* 完全性, e.g. "完全性2", "完全性1" */
     size_t n_integrity_levels;
-    char **availability_levels;    /* 可用性, e.g. "可用性2", "可用性1" */
+    char **availability_levels; /* 可用性, e.g. "可用性2", "可用性1" */
     size_t n_availability_levels;
-    char **importance_levels;      /* 重要性分類, e.g. "重要性分類I", "重要性分類II" */
+    char **importance_levels; /* 重要性分類, e.g. "重要性分類I", "重要性分類II" */
     size_t n_importance_levels;
-    char *state_dir;          /* default $SEKISHO_STATE_DIR or /var/lib/sekisho */
-    char *quarantine_dir;     /* default <state_dir>/quarantine */
+    char *state_dir;      /* default $SEKISHO_STATE_DIR or /var/lib/sekisho */
+    char *quarantine_dir; /* default <state_dir>/quarantine */
     policy_mail mail;
     policy_ledger ledger;
-    policy_gateway gateway;   /* sekisho-milter */
+    policy_gateway gateway; /* sekisho-milter */
 } policy;
 
 /* Built-in defaults. Never NULL (calls msg_fatal on out of memory). */
@@ -108,6 +108,9 @@ policy *policy_default(void);
 /* Loads path over the defaults. On error returns NULL and appends one
  * "path:line: message\n" per problem to errors. */
 policy *policy_load(const char *path, buf *errors);
+/* policy_load() that also leaves the file's bytes in data (at most 1 MiB):
+ * what a spawned worker is given, so that it runs the very same policy. */
+policy *policy_load_bytes(const char *path, buf *data, buf *errors);
 
 /* Added: the same over bytes already in memory (n <= 1 MiB); name is used in
  * the messages in place of a path. policy_load() reads the file and calls this;

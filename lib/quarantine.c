@@ -705,8 +705,14 @@ static int append_record(quarantine *q, const uint8_t *orig, size_t n, row *r, b
     if (rc == 0 && (rc = fault("appended")))
         fail(err, rc, "%s/%s: injected fault after append", q->dir, s->relpath);
     if (rc) {
-        if (ftruncate(s->fd, (off_t)s->end) < 0)
+        if (ftruncate(s->fd, (off_t)s->end) < 0) {
+            /* Cannot cut just this record off: the segment goes back to its
+             * last sync, which also drops the batch's earlier records in it,
+             * so the whole batch fails (the next sync reports it). */
+            if (s->dirty && q->n_pend > 0)
+                q->lost = rc;
             segment_abandon(q, s);
+        }
         return rc;
     }
     r->relpath = xstrdup(s->relpath);

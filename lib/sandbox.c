@@ -448,6 +448,62 @@ static void close_from(unsigned lowfd)
         close((int)fd);
 }
 
+/* In a child, before the lock-down: unmaps every writable shared mapping it
+ * inherited except the diagnostics page keep, so that nothing the caller
+ * shares with the kernel or other processes can be written from here.
+ * Reads /proc/self/maps with plain syscalls (no stdio in a fork child). */
+static int drop_shared_writable(const void *keep)
+{
+    int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    /* collect first: unmapping while reading would shift the file */
+    enum { MAXR = 256 };
+    static uintptr_t lo[MAXR], hi[MAXR];
+    size_t nr = 0;
+    char chunk[4096], line[512];
+    size_t ll = 0;
+    int overflow = 0;
+    ssize_t k;
+    while ((k = read(fd, chunk, sizeof chunk)) > 0) {
+        for (ssize_t i = 0; i < k; i++) {
+            if (chunk[i] != '\n') {
+                if (ll < sizeof line - 1)
+                    line[ll++] = chunk[i];
+                continue;
+            }
+            line[ll] = 0;
+            ll = 0;
+            /* "start-end perms ..." with perms like "rw-s" */
+            char *dash = strchr(line, '-'), *sp = strchr(line, ' ');
+            if (dash == NULL || sp == NULL || dash > sp || strlen(sp) < 5)
+                continue;
+            if (sp[2] != 'w' || sp[4] != 's')
+                continue;
+            uintptr_t a = (uintptr_t)strtoull(line, NULL, 16);
+            uintptr_t b = (uintptr_t)strtoull(dash + 1, NULL, 16);
+            if (a == (uintptr_t)keep)
+                continue;
+            if (nr == MAXR) {
+                overflow = 1;
+                continue;
+            }
+            lo[nr] = a;
+            hi[nr] = b;
+            nr++;
+        }
+    }
+    close(fd);
+    if (k < 0 || overflow) {
+        errno = k < 0 ? errno : E2BIG;
+        return -1;
+    }
+    for (size_t i = 0; i < nr; i++)
+        if (munmap((void *)lo[i], hi[i] - lo[i]) != 0)
+            return -1;
+    return 0;
+}
+
 /* A worker's view of its shared input region (read-only; set in the child). */
 static const uint8_t *child_shared;
 static size_t child_shared_len;
@@ -482,7 +538,11 @@ static _Noreturn void child_main(const sandbox_limits *lim, sandbox_fn fn, void 
 
     /* 2. descriptors (the address-space size is read while /proc can still be opened);
      * a worker maps its input region from a read-only descriptor, so that
-     * not even mprotect() can make it writable, and keeps no descriptor of it */
+     * not even mprotect() can make it writable, and keeps no descriptor of it.
+     * A fork inherits the caller's writable shared mappings (a worker's input
+     * region as the caller maps it, an SQLite index's -shm file): they go. */
+    if (drop_shared_writable(sh) != 0)
+        child_fail(sh, SB_STAGE_FDS, errno, SB_EXIT_SETUP);
     uint64_t vm = lim->max_memory_bytes ? inherited_vm_bytes() : 0;
     if (shared_fd >= 0) {
         void *m = mmap(NULL, shared_len, PROT_READ, MAP_SHARED, shared_fd, 0);
@@ -605,11 +665,14 @@ int sandbox_preload(void)
 
 /* ---- availability ------------------------------------------------------- */
 
+/* 1 available, 0 not, -1 unknown (the probe itself could not run: not
+ * cached, so that a transient fork failure does not switch seccomp off for
+ * the life of the process). */
 static int probe_seccomp(void)
 {
     pid_t pid = fork();
     if (pid < 0)
-        return 0;
+        return -1;
     if (pid == 0) {
         if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
             _exit(1);
@@ -622,7 +685,7 @@ static int probe_seccomp(void)
     }
     int st = 0;
     if (reap(pid, &st) != pid)
-        return 0;
+        return -1;
     return WIFEXITED(st) && WEXITSTATUS(st) == 0;
 }
 
@@ -633,6 +696,8 @@ int sandbox_available(void)
     int v = atomic_load(&avail_cache);
     if (v < 0) {
         v = probe_seccomp();
+        if (v < 0)
+            return 0; /* not known now: no seccomp for this child, ask again next time */
         atomic_store(&avail_cache, v);
     }
     return v;

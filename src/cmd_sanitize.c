@@ -212,11 +212,10 @@ static int worst(int a, int b)
 }
 
 struct runner {
-    sanitize_ctx *sc;
     const policy *pol;
+    const buf *policy_bytes; /* the worker loads the very same policy */
     quarantine *q;
     const struct opts *o;
-    sanitize_worker warg;
     sandbox_worker *w;
     int start_failed;
     buf reply, why;
@@ -234,15 +233,12 @@ static sandbox_worker *worker(struct runner *r)
             msg_warn("sanitize worker ended badly when recycled: %s", buf_cstr(&r->why));
     }
     if (r->w == NULL && !r->start_failed) {
-        const policy_mail_limits *lim = &r->pol->mail.limits;
-        sandbox_limits sl = {
-            .max_memory_bytes = 4 * lim->max_message_bytes + ((uint64_t)256 << 20),
-            .cpu_seconds = (lim->time_limit_ms * WORKER_RECYCLE + 999) / 1000 + 60,
-            .max_output_bytes = lim->max_text_bytes + ((uint64_t)8 << 20),
-        };
+        /* Spawned, not forked: a fork would inherit this process's writable
+         * mappings (the input region, the quarantine index's shared memory),
+         * which a compromised worker could then write to. */
         buf_reset(&r->why);
-        r->w = sandbox_worker_start(&sl, (size_t)lim->max_message_bytes, sanitize_worker_fn,
-                                    &r->warg, &r->why);
+        r->w = sanitize_worker_spawn(r->pol, r->policy_bytes->p, r->policy_bytes->len,
+                                     WORKER_RECYCLE, 0, "sekisho", &r->why);
         if (r->w == NULL) {
             r->start_failed = 1;
             fprintf(stderr, "sekisho sanitize: cannot start the sandboxed worker: %s\n",
@@ -379,13 +375,16 @@ int cmd_sanitize(int argc, char **argv)
         fputs("sekisho sanitize: -o OUTDIR needs FILE arguments\n", stderr);
         return EXIT_USAGE;
     }
-    policy *pol = cli_load_policy(o.policy_path);
+    buf policy_bytes;
+    buf_init(&policy_bytes, (size_t)1 << 20);
+    policy *pol = cli_load_policy_bytes(o.policy_path, &policy_bytes);
     const char *qdir = o.qdir ? o.qdir : pol->quarantine_dir;
     if (o.outdir) {
         int rc = fileio_mkdir_p(o.outdir, 0750);
         if (rc < 0) {
             fprintf(stderr, "sekisho sanitize: %s: %s\n", o.outdir, strerror(-rc));
             policy_free(pol);
+            buf_free(&policy_bytes);
             return EXIT_CANTCREAT;
         }
     }
@@ -396,20 +395,11 @@ int cmd_sanitize(int argc, char **argv)
         fprintf(stderr, "sekisho sanitize: quarantine %s: %s\n", qdir, buf_cstr(&err));
         buf_free(&err);
         policy_free(pol);
+        buf_free(&policy_bytes);
         return EXIT_TEMPFAIL;
     }
     buf_free(&err);
-    sanitize_ctx *sc = sanitize_new(pol);
-    if (sc == NULL) {
-        quarantine_close(q);
-        policy_free(pol);
-        return EXIT_TEMPFAIL;
-    }
-    /* What the libraries would load lazily must be loaded before the fork. */
-    sandbox_preload();
-
-    struct runner r = {.sc = sc, .pol = pol, .q = q, .o = &o};
-    sanitize_worker_init(&r.warg, sc, pol);
+    struct runner r = {.pol = pol, .policy_bytes = &policy_bytes, .q = q, .o = &o};
     buf_init(&r.reply, BUF_UNLIMITED);
     buf_init(&r.why, 4096);
     int status = EXIT_OK;
@@ -436,7 +426,6 @@ int cmd_sanitize(int argc, char **argv)
     }
     buf_free(&r.reply);
     buf_free(&r.why);
-    sanitize_free(sc);
     buf_init(&err, 4096);
     if (quarantine_sync(q, &err) < 0) {
         fprintf(stderr, "sekisho sanitize: %s\n", buf_cstr(&err));
@@ -445,5 +434,6 @@ int cmd_sanitize(int argc, char **argv)
     buf_free(&err);
     quarantine_close(q);
     policy_free(pol);
+    buf_free(&policy_bytes);
     return status;
 }

@@ -41,7 +41,7 @@
  *   nonsense is replaced when its slot is released, and one that served
  *   gateway.recycle_after messages is stopped and replaced the same way.
  *   Workers are started with sandbox_worker_spawn() (posix_spawn of this
- *   binary with WORKER_ARG), never fork(): fork in a threaded process
+ *   binary with SANITIZE_WORKER_ARG), never fork(): fork in a threaded process
  *   copies locks held by other threads.
  *
  * OUTBOUND: outbound_rules() is the hook for the rules of mail leaving the
@@ -87,7 +87,6 @@
 #define EXIT_CONFIG   78
 
 /* The hidden argument that makes this binary a sanitizer worker. */
-#define WORKER_ARG "--sekisho-sanitize-worker"
 
 #define BODY_CHUNK   65536 /* bytes per smfi_replacebody call */
 #define COMMIT_BATCH 512   /* puts per quarantine_sync (the store syncs by itself at 1024) */
@@ -188,7 +187,6 @@ static struct {
     policy *pol;
     buf policy_bytes; /* the file as loaded; the workers get the same bytes */
     int foreground, verbose;
-    char exe[4096];
 
     pthread_mutex_t pool_mu;
     pthread_cond_t pool_cv;
@@ -252,56 +250,12 @@ static const char *loggable(char *out, size_t max, const char *s)
 
 /* ---- the worker (in its own sandboxed process) ----------------------------- */
 
-/* main() of a worker process (started by spawn_worker() with WORKER_ARG). */
-static _Noreturn void worker_main(void)
-{
-    msg_set_progname("sekisho-milter worker");
-    buf init, why;
-    buf_init(&init, (size_t)1 << 21);
-    buf_init(&why, 1024);
-    if (sandbox_worker_accept(&init, &why) != 0) {
-        fprintf(stderr,
-                "sekisho-milter worker: %s (this argument is for sekisho-milter "
-                "itself)\n",
-                buf_cstr(&why));
-        _exit(EXIT_USAGE);
-    }
-    policy *pol;
-    if (init.len == 0) {
-        pol = policy_default();
-    } else {
-        buf errs;
-        buf_init(&errs, 1 << 16);
-        pol = policy_load_mem("(the milter's policy)", init.p, init.len, &errs);
-        if (pol == NULL) {
-            fputs(buf_cstr(&errs), stderr);
-            _exit(EXIT_CONFIG);
-        }
-        buf_free(&errs);
-    }
-    sanitize_ctx *sc = sanitize_new(pol);
-    if (sc == NULL)
-        _exit(EXIT_TEMPFAIL);
-    static sanitize_worker arg;
-    sanitize_worker_init(&arg, sc, pol);
-    sandbox_preload();
-    sandbox_worker_serve(sanitize_worker_fn, &arg);
-}
-
 /* ---- the pool ----------------------------------------------------------------- */
 
 static sandbox_worker *spawn_worker(buf *why)
 {
-    const policy_mail_limits *lim = &gw.pol->mail.limits;
-    sandbox_limits sl = {
-        .max_memory_bytes = 4 * lim->max_message_bytes + ((uint64_t)256 << 20),
-        .cpu_seconds = (lim->time_limit_ms * gw.pol->gateway.recycle_after + 999) / 1000 + 60,
-        .max_output_bytes = lim->max_text_bytes + ((uint64_t)8 << 20),
-        .wall_ms = 30000, /* start-up */
-    };
-    char *argv[] = {(char *)"sekisho-milter", (char *)WORKER_ARG, NULL};
-    return sandbox_worker_spawn(&sl, (size_t)lim->max_message_bytes, gw.exe, argv,
-                                gw.policy_bytes.p, gw.policy_bytes.len, why);
+    return sanitize_worker_spawn(gw.pol, gw.policy_bytes.p, gw.policy_bytes.len,
+                                 gw.pol->gateway.recycle_after, 1, "sekisho-milter", why);
 }
 
 /* A slot with a live worker, reserved for the caller; NULL (reason in why)
@@ -469,6 +423,7 @@ struct conn {
     buf names;    /* header names seen, each NUL-terminated (for deletion) */
     int in_body;  /* the blank line after the headers is in data */
     int too_big;  /* passed max_message_size: the rest was dropped */
+    int failed;   /* out of memory while collecting: answered with TEMPFAIL */
     size_t n_hdr; /* headers seen */
 };
 
@@ -478,13 +433,18 @@ static void conn_reset(struct conn *c)
     buf_free(&c->names);
     buf_init(&c->data, (size_t)gw.pol->mail.limits.max_message_bytes);
     buf_init(&c->names, (size_t)gw.pol->mail.limits.max_message_bytes);
-    c->in_body = c->too_big = 0;
+    c->in_body = c->too_big = c->failed = 0;
     c->n_hdr = 0;
 }
 
-static void over_limit(struct conn *c)
+/* The buffer's error decides: past the size limit (-ENOSPC) is the sender's
+ * problem (552); anything else (-ENOMEM) is ours, and only temporary. */
+static void over_limit(struct conn *c, int err)
 {
-    c->too_big = 1;
+    if (err == -ENOSPC)
+        c->too_big = 1;
+    else
+        c->failed = 1;
     buf_free(&c->data); /* nothing of it will be used */
     buf_free(&c->names);
     buf_init(&c->data, 0);
@@ -554,7 +514,7 @@ static sfsistat cb_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *sa)
 static sfsistat cb_header(SMFICTX *ctx, char *name, char *value)
 {
     struct conn *c = smfi_getpriv(ctx);
-    if (c == NULL || c->too_big)
+    if (c == NULL || c->too_big || c->failed)
         return SMFIS_NOREPLY;
     buf_puts(&c->data, name);
     buf_putc(&c->data, ':');
@@ -563,21 +523,22 @@ static sfsistat cb_header(SMFICTX *ctx, char *name, char *value)
     buf_append(&c->names, name, strlen(name) + 1);
     c->n_hdr++;
     if (c->data.err || c->names.err)
-        over_limit(c);
+        over_limit(c, c->data.err ? c->data.err : c->names.err);
     return SMFIS_NOREPLY;
 }
 
 static sfsistat cb_body(SMFICTX *ctx, unsigned char *p, size_t n)
 {
     struct conn *c = smfi_getpriv(ctx);
-    if (c == NULL || c->too_big)
+    if (c == NULL || c->too_big || c->failed)
         return SMFIS_NOREPLY;
     if (!c->in_body) {
         buf_puts(&c->data, "\r\n");
         c->in_body = 1;
     }
-    if (buf_append(&c->data, p, n) != 0)
-        over_limit(c);
+    int rc = buf_append(&c->data, p, n);
+    if (rc != 0)
+        over_limit(c, rc);
     return SMFIS_NOREPLY;
 }
 
@@ -681,6 +642,12 @@ static sfsistat cb_eom(SMFICTX *ctx)
     char q[64], mid[256], rm[512];
     atomic_fetch_add(&gw.n_messages, 1);
     const policy_mail_limits *lim = &gw.pol->mail.limits;
+    if (c->failed) {
+        logmsg(LOG_WARNING, "queue=%s client=%s: out of memory while receiving: tempfail",
+               loggable(q, sizeof q, queue_id), c->addr);
+        conn_reset(c);
+        return SMFIS_TEMPFAIL;
+    }
     if (c->too_big) {
         logmsg(LOG_NOTICE, "queue=%s client=%s verdict=too-big limit=%llu: refused, nothing stored",
                loggable(q, sizeof q, queue_id), c->addr,
@@ -945,8 +912,8 @@ static void shutdown_all(void)
 
 int main(int argc, char **argv)
 {
-    if (argc == 2 && strcmp(argv[1], WORKER_ARG) == 0)
-        worker_main();
+    if (argc == 2 && strcmp(argv[1], SANITIZE_WORKER_ARG) == 0)
+        sanitize_worker_main("sekisho-milter worker");
     msg_set_progname("sekisho-milter");
     static const struct option longopts[] = {
         {"policy", required_argument, NULL, 'p'},
@@ -1017,13 +984,6 @@ int main(int argc, char **argv)
         buf_free(&gw.policy_bytes);
         return EXIT_OK;
     }
-    /* The workers run this very binary. */
-    ssize_t k = readlink("/proc/self/exe", gw.exe, sizeof gw.exe - 1);
-    if (k <= 0 || (size_t)k >= sizeof gw.exe - 1) {
-        fprintf(stderr, "sekisho-milter: cannot read /proc/self/exe: %s\n", strerror(errno));
-        return EXIT_TEMPFAIL;
-    }
-    gw.exe[k] = 0;
     openlog("sekisho-milter", LOG_PID | LOG_NDELAY, LOG_MAIL);
     signal(SIGPIPE, SIG_IGN);
 

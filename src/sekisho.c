@@ -6,6 +6,7 @@
  */
 #include "cli.h"
 #include "config.h"
+#include "worker.h"
 #include "util/msg.h"
 
 #include <stdio.h>
@@ -32,13 +33,13 @@ static const char usage_text[] =
     "Exit status: 0 success; 64 usage error; 65 input that cannot be made safe;\n"
     "75 temporary failure (try again); 78 policy file error.\n";
 
-policy *cli_load_policy(const char *path)
+policy *cli_load_policy_bytes(const char *path, buf *bytes)
 {
     if (path == NULL)
         return policy_default();
     buf errors;
     buf_init(&errors, 1 << 20);
-    policy *p = policy_load(path, &errors);
+    policy *p = policy_load_bytes(path, bytes, &errors);
     if (p == NULL) {
         fputs(buf_cstr(&errors), stderr);
         if (errors.len == 0)
@@ -47,6 +48,15 @@ policy *cli_load_policy(const char *path)
         exit(EXIT_CONFIG);
     }
     buf_free(&errors);
+    return p;
+}
+
+policy *cli_load_policy(const char *path)
+{
+    buf bytes;
+    buf_init(&bytes, (size_t)1 << 20);
+    policy *p = cli_load_policy_bytes(path, &bytes);
+    buf_free(&bytes);
     return p;
 }
 
@@ -72,6 +82,9 @@ static const struct command *find(const char *name)
 
 int main(int argc, char **argv)
 {
+    /* sekisho sanitize's worker: this same binary, spawned with a hidden argument */
+    if (argc == 2 && strcmp(argv[1], SANITIZE_WORKER_ARG) == 0)
+        sanitize_worker_main("sekisho worker");
     msg_set_progname("sekisho");
     if (argc < 2) {
         fputs(usage_text, stderr);

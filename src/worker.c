@@ -2,9 +2,12 @@
  * worker - the sanitizer's side of a sandboxed worker. See worker.h.
  */
 #include "worker.h"
+#include "cli.h"
 #include "sandbox.h"
 #include "util/buf.h"
+#include "util/msg.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -40,4 +43,53 @@ int sanitize_worker_fn(void *arg, const uint8_t *in, size_t n, int fd)
     buf_free(&packed);
     alarm(0);
     return rc == 0 ? 0 : 3;
+}
+
+sandbox_worker *sanitize_worker_spawn(const policy *pol, const uint8_t *policy_bytes, size_t n,
+                                      uint64_t recycle_after, int require_seccomp,
+                                      const char *argv0, buf *why)
+{
+    const policy_mail_limits *lim = &pol->mail.limits;
+    sandbox_limits sl = {
+        .max_memory_bytes = 4 * lim->max_message_bytes + ((uint64_t)256 << 20),
+        .cpu_seconds = (lim->time_limit_ms * recycle_after + 999) / 1000 + 60,
+        .max_output_bytes = lim->max_text_bytes + ((uint64_t)8 << 20),
+        .wall_ms = 30000, /* start-up */
+        .require_seccomp = require_seccomp,
+    };
+    char *argv[] = {(char *)argv0, (char *)SANITIZE_WORKER_ARG, NULL};
+    return sandbox_worker_spawn(&sl, (size_t)lim->max_message_bytes, NULL, argv, policy_bytes, n,
+                                why);
+}
+
+_Noreturn void sanitize_worker_main(const char *progname)
+{
+    msg_set_progname(progname);
+    buf init, why;
+    buf_init(&init, (size_t)1 << 21);
+    buf_init(&why, 1024);
+    if (sandbox_worker_accept(&init, &why) != 0) {
+        fprintf(stderr, "%s: %s (this argument is for sekisho itself)\n", progname, buf_cstr(&why));
+        _exit(EXIT_USAGE);
+    }
+    policy *pol;
+    if (init.len == 0) {
+        pol = policy_default();
+    } else {
+        buf errs;
+        buf_init(&errs, 1 << 16);
+        pol = policy_load_mem("(the caller's policy)", init.p, init.len, &errs);
+        if (pol == NULL) {
+            fputs(buf_cstr(&errs), stderr);
+            _exit(EXIT_CONFIG);
+        }
+        buf_free(&errs);
+    }
+    sanitize_ctx *sc = sanitize_new(pol);
+    if (sc == NULL)
+        _exit(EXIT_TEMPFAIL);
+    static sanitize_worker arg;
+    sanitize_worker_init(&arg, sc, pol);
+    sandbox_preload();
+    sandbox_worker_serve(sanitize_worker_fn, &arg);
 }

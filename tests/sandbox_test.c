@@ -844,6 +844,54 @@ static void test_spawned(buf *out, buf *why)
     CHECK_INT(count_fds(), fds_before);
 }
 
+/* A writable shared mapping of the caller (the quarantine index's -shm file,
+ * a worker's input region as the caller maps it) must not be writable from
+ * a forked child: the child unmaps it before the lock-down. */
+static volatile uint8_t *caller_shared;
+
+static int fn_write_caller_shared(void *arg, int fd)
+{
+    (void)arg;
+    caller_shared[0] = 'X';
+    return sandbox_write(fd, "wrote", 5) ? 1 : 0;
+}
+
+static int wfn_write_caller_shared(void *arg, const uint8_t *in, size_t n, int fd)
+{
+    (void)arg;
+    (void)in;
+    (void)n;
+    caller_shared[0] = 'X';
+    return sandbox_reply(fd, "wrote", 5) ? 1 : 0;
+}
+
+static void test_caller_shared_not_writable(buf *out, buf *why)
+{
+    void *m = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    CHECK(m != MAP_FAILED);
+    if (m == MAP_FAILED)
+        return;
+    caller_shared = m;
+    caller_shared[0] = 'a';
+    buf_reset(out);
+    buf_reset(why);
+    CHECK_INT(run(&LIM, fn_write_caller_shared, NULL, out, why), -ECHILD);
+    CHECK_HAS(buf_cstr(why), "SIGSEGV");
+    CHECK(caller_shared[0] == 'a');
+
+    sandbox_limits lim = {.max_memory_bytes = 256u << 20, .max_output_bytes = 4096};
+    sandbox_worker *w = sandbox_worker_start(&lim, 4096, wfn_write_caller_shared, NULL, why);
+    CHECK(w != NULL);
+    if (w != NULL) {
+        buf_reset(why);
+        CHECK_INT(sandbox_worker_call(w, 0, 5000, out, why), -ECHILD);
+        CHECK_HAS(buf_cstr(why), "SIGSEGV");
+        sandbox_worker_stop(w, why);
+    }
+    CHECK(caller_shared[0] == 'a');
+    munmap(m, 4096);
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 2 && strcmp(argv[1], SPAWN_ARG) == 0)
@@ -870,6 +918,7 @@ int main(int argc, char **argv)
     test_sanitize_inside(&out, &why);
     test_no_leaks(&out, &why);
     test_worker(&out, &why);
+    test_caller_shared_not_writable(&out, &why);
     test_spawned(&out, &why);
 
     if (parent_fd >= 0)
