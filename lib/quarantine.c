@@ -1287,6 +1287,7 @@ int quarantine_purge(quarantine *q, int64_t now, int dry_run, quarantine_list_fn
     char **ids = NULL;
     purged *pp = NULL;
     size_t n = 0;
+    size_t removed = 0;
     int rc = 0, committed = 0;
     int src = sqlite3_prepare_v2(q->db,
                                  "SELECT " ENTRY_COLUMNS ", m.offset FROM messages m"
@@ -1333,12 +1334,20 @@ int quarantine_purge(quarantine *q, int64_t now, int dry_run, quarantine_list_fn
         goto out;
     src = sqlite3_prepare_v2(q->db, "DELETE FROM messages WHERE id = ? AND retain_until < ?", -1,
                              &del, NULL);
+    size_t kept = 0; /* the rows actually deleted; only their bytes go */
     for (size_t i = 0; i < n && src == SQLITE_OK; i++) {
         sqlite3_reset(del);
         sqlite3_bind_text(del, 1, ids[i], -1, SQLITE_STATIC);
         sqlite3_bind_int64(del, 2, now);
-        if ((src = sqlite3_step(del)) == SQLITE_DONE)
+        if ((src = sqlite3_step(del)) == SQLITE_DONE) {
             src = SQLITE_OK;
+            if (sqlite3_changes(q->db) > 0) {
+                purged t = pp[kept];
+                pp[kept] = pp[i];
+                pp[i] = t;
+                kept++;
+            }
+        }
     }
     if (src != SQLITE_OK)
         rc = dbfail(q, err, src, "purge delete");
@@ -1350,10 +1359,11 @@ int quarantine_purge(quarantine *q, int64_t now, int dry_run, quarantine_list_fn
         goto out;
     }
     committed = 1;
-    rc = remove_purged(q, pp, n, err);
+    removed = kept;
+    rc = remove_purged(q, pp, kept, err);
 out:
     if (count && (committed || (dry_run && rc == 0)))
-        *count = n;
+        *count = committed ? removed : n;
     for (size_t i = 0; ids && i < n; i++) {
         free(ids[i]);
         free(pp[i].relpath);

@@ -763,6 +763,14 @@ static sfsistat cb_eom(SMFICTX *ctx)
 
     /* 4. rewrite from sanitize_finish()'s output */
     step = "rewrite";
+    /* A sane worker refuses a message with more header fields than the
+     * policy allows: the (quadratic) header deletion never runs on one that
+     * a compromised worker let through. */
+    if (c->n_hdr > gw.pol->mail.limits.max_headers) {
+        buf_printf(&why, "the worker passed %zu header fields (max_headers %llu)", c->n_hdr,
+                   (unsigned long long)gw.pol->mail.limits.max_headers);
+        goto fail;
+    }
     buf out;
     buf_init(&out, BUF_UNLIMITED);
     rc = sanitize_finish(&res, id, &out);
