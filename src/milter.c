@@ -201,6 +201,9 @@ static struct {
     pthread_t committer;
 
     atomic_ullong n_messages, n_sanitized, n_rejected, n_tempfail, n_inside, n_syncs, n_puts;
+    /* end of message callbacks running, and whether new ones are refused
+     * (shutdown waits for the running ones before it frees anything) */
+    atomic_int in_eom, stopping;
 } gw = {
     .pool_mu = PTHREAD_MUTEX_INITIALIZER,
     .pool_cv = PTHREAD_COND_INITIALIZER,
@@ -630,7 +633,19 @@ static sfsistat tempfail(SMFICTX *ctx, struct conn *c, const char *queue_id, con
     return SMFIS_TEMPFAIL;
 }
 
+static sfsistat eom(SMFICTX *ctx);
+
+/* Counts the end-of-message callbacks in flight; refuses new ones once the
+ * milter is stopping (the sender retries; nothing was accepted). */
 static sfsistat cb_eom(SMFICTX *ctx)
+{
+    atomic_fetch_add(&gw.in_eom, 1);
+    sfsistat st = atomic_load(&gw.stopping) ? SMFIS_TEMPFAIL : eom(ctx);
+    atomic_fetch_sub(&gw.in_eom, 1);
+    return st;
+}
+
+static sfsistat eom(SMFICTX *ctx)
 {
     struct conn *c = smfi_getpriv(ctx);
     if (c == NULL) /* cannot happen: connect set it or accepted */
@@ -899,8 +914,20 @@ static policy *load_policy(const char *path)
     return p;
 }
 
-static void shutdown_all(void)
+/* Waits for the messages in progress (libmilter's session threads outlive
+ * smfi_main()), then stops the committer and the workers. Returns 0, or -1
+ * when some did not finish in time: then nothing may be freed. */
+static int shutdown_all(void)
 {
+    atomic_store(&gw.stopping, 1);
+    int64_t limit = now_ms() + (int64_t)gw.pol->mail.limits.time_limit_ms + 60000;
+    while (atomic_load(&gw.in_eom) > 0 && now_ms() < limit)
+        usleep(20000);
+    if (atomic_load(&gw.in_eom) > 0) {
+        logmsg(LOG_WARNING, "stopping with %d message(s) still in progress (their senders retry)",
+               atomic_load(&gw.in_eom));
+        return -1;
+    }
     pthread_mutex_lock(&gw.q_mu);
     gw.q_stop = 1;
     pthread_cond_broadcast(&gw.q_work);
@@ -916,6 +943,7 @@ static void shutdown_all(void)
     buf_free(&why);
     free(gw.slots);
     quarantine_close(gw.q);
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -1054,7 +1082,7 @@ int main(int argc, char **argv)
         if (smfi_main() != MI_SUCCESS)
             status = EXIT_SOFTWARE;
     }
-    shutdown_all();
+    int clean = shutdown_all() == 0;
     logmsg(LOG_INFO,
            "stopped: %llu messages: %llu sanitized, %llu rejected, %llu tempfailed; %llu "
            "connections from inside; %llu originals in %llu quarantine syncs",
@@ -1062,8 +1090,11 @@ int main(int argc, char **argv)
            (unsigned long long)gw.n_rejected, (unsigned long long)gw.n_tempfail,
            (unsigned long long)gw.n_inside, (unsigned long long)gw.n_puts,
            (unsigned long long)gw.n_syncs);
+    closelog();
+    if (!clean)
+        _exit(status == EXIT_OK ? EXIT_TEMPFAIL
+                                : status); /* threads still use what would be freed */
     policy_free(gw.pol);
     buf_free(&gw.policy_bytes);
-    closelog();
     return status;
 }
