@@ -20,6 +20,10 @@
 /* Loads the policy at path, or the built-in defaults when path is NULL.
  * On error prints each "file:line: message" to stderr and exits EXIT_CONFIG. */
 policy *cli_load_policy(const char *path);
+/* main() of a command with subcommands (sekisho quarantine, sekisho ledger):
+ * "help [SUB]", "--help", or dispatch(argc - 1, argv + 1) with the
+ * subcommand first. */
+int cli_group(int argc, char **argv, const char *help, int (*dispatch)(int, char **));
 /* The same, keeping the file's bytes in bytes (left empty for the defaults):
  * what a spawned worker is given, so that it runs the very same policy. */
 policy *cli_load_policy_bytes(const char *path, buf *bytes);

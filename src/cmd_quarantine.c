@@ -710,18 +710,5 @@ static int dispatch(int argc, char **argv)
 
 int cmd_quarantine(int argc, char **argv)
 {
-    if (argc < 2) {
-        fputs(help_main, stderr);
-        return EXIT_USAGE;
-    }
-    const char *sub = argv[1];
-    if (strcmp(sub, "help") == 0 && argc >= 3) {
-        char *hargv[] = {argv[2], "--help", NULL};
-        return dispatch(2, hargv);
-    }
-    if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0 || strcmp(sub, "help") == 0) {
-        fputs(help_main, stdout);
-        return EXIT_OK;
-    }
-    return dispatch(argc - 1, argv + 1);
+    return cli_group(argc, argv, help_main, dispatch);
 }

@@ -60,6 +60,24 @@ policy *cli_load_policy(const char *path)
     return p;
 }
 
+int cli_group(int argc, char **argv, const char *help, int (*dispatch)(int, char **))
+{
+    if (argc < 2) {
+        fputs(help, stderr);
+        return EXIT_USAGE;
+    }
+    const char *sub = argv[1];
+    if (strcmp(sub, "help") == 0 && argc >= 3) {
+        char *hargv[] = {argv[2], "--help", NULL};
+        return dispatch(2, hargv);
+    }
+    if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0 || strcmp(sub, "help") == 0) {
+        fputs(help, stdout);
+        return EXIT_OK;
+    }
+    return dispatch(argc - 1, argv + 1);
+}
+
 struct command {
     const char *name;
     int (*fn)(int, char **);
