@@ -11,8 +11,9 @@
  * gives no output at all (exit 65), and its original is still held.
  *
  * The parsing runs in a persistent sandboxed worker (lib/sandbox: seccomp
- * allow-list, rlimits, no descriptors but its socket), recycled every
- * WORKER_RECYCLE messages. Each input is read straight into the worker's
+ * allow-list, rlimits, no descriptors but its socket), this same binary
+ * spawned afresh (src/worker.c) so that it holds nothing of this process's
+ * memory, recycled every WORKER_RECYCLE messages. Each input is read straight into the worker's
  * input region, which the worker sees read-only; the worker sends back a
  * packed result that the parent checks as hostile bytes, and the parent
  * stores the original from the same region. If the worker dies on a message
@@ -270,7 +271,7 @@ static void process(struct runner *r, struct job *j, int sync)
     if (rc == 0 && (sanitize_result_unpack(r->reply.p, r->reply.len, &j->res, &used) != 0 ||
                     used != r->reply.len)) {
         sanitize_result_free(&j->res);
-        rc = -EPROTO; /* the worker stays: it answered, just not sensibly */
+        rc = -EPROTO; /* it answered, just not sensibly: replaced below */
         buf_puts(&r->why, "malformed result");
     }
     if (rc != 0) {
