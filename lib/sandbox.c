@@ -1514,9 +1514,22 @@ static int worker_end(sandbox_worker *w, int64_t grace_ms, int kill_now, buf *st
     return rc;
 }
 
-int sandbox_worker_alive(const sandbox_worker *w)
+int sandbox_worker_alive(sandbox_worker *w)
 {
-    return w != NULL && w->pid > 0;
+    if (w == NULL || w->pid <= 0)
+        return 0;
+    /* Between calls an idle worker sends nothing: anything readable, a hang-up
+     * or an error means it died (memory, CPU limit, a signal) or broke the
+     * protocol. Found now, it costs no message a TEMPFAIL. */
+    struct pollfd pf = {.fd = w->sock, .events = POLLIN};
+    if (poll(&pf, 1, 0) == 0)
+        return 1;
+    buf why;
+    buf_init(&why, 512);
+    worker_end(w, 0, 1, &why);
+    msg_warn("sandbox: an idle worker had ended: %s", buf_cstr(&why));
+    buf_free(&why);
+    return 0;
 }
 
 int sandbox_worker_call(sandbox_worker *w, size_t len, uint64_t timeout_ms, buf *out,

@@ -93,8 +93,10 @@ uint64_t sandbox_worker_calls(const sandbox_worker *w);
  * reply, which the caller must not use. */
 int sandbox_worker_call(sandbox_worker *w, size_t len, uint64_t timeout_ms, buf *out,
                         buf *status_text);
-/* 1 while the worker process runs (no failed call yet), else 0. */
-int sandbox_worker_alive(const sandbox_worker *w);
+/* 1 while the worker process runs and is idle as it should be, else 0. A
+ * worker found dead or misbehaving between calls is ended (killed, reaped,
+ * said with msg_warn) here; the caller then stops it and starts another. */
+int sandbox_worker_alive(sandbox_worker *w);
 /* Ends a worker: it leaves its loop when its socket closes; after 2 s it is
  * killed. Reaps it, unmaps the region and frees w (NULL is a no-op). Returns
  * 0 when it exited cleanly (or had already ended), else a code as above. */

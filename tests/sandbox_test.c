@@ -557,6 +557,8 @@ static int wfn(void *arg, const uint8_t *in, size_t n, int fd)
     }
     if (n == 6 && memcmp(in, "scribb", 6) == 0)
         *(volatile uint8_t *)in = 'X'; /* SIGSEGV */
+    if (n == 3 && memcmp(in, "bye", 3) == 0)
+        return sandbox_reply(fd, "ok", 2) ? 1 : 7; /* answers, then ends */
     if (n == 3 && memcmp(in, "big", 3) == 0) {
         static uint8_t big[1 << 16];
         return sandbox_reply(fd, big, sizeof big) ? 1 : 0;
@@ -655,6 +657,19 @@ static void test_worker(buf *out, buf *why)
         return;
     CHECK_INT(wcall(&w, "big", 5000, out, why), -EMSGSIZE);
     CHECK(!sandbox_worker_alive(w));
+    sandbox_worker_stop(w, why);
+
+    w = sandbox_worker_start(&lim, 1 << 20, wfn, NULL, why);
+    CHECK(w != NULL);
+    if (w == NULL)
+        return;
+    /* a worker that ends between calls is noticed before the next message */
+    CHECK_INT(wcall(&w, "bye", 5000, out, why), 0);
+    CHECK_STR(buf_cstr(out), "ok");
+    int alive = 1;
+    for (int i = 0; i < 200 && (alive = sandbox_worker_alive(w)); i++)
+        usleep(10000);
+    CHECK_INT(alive, 0);
     sandbox_worker_stop(w, why);
 
     w = sandbox_worker_start(&lim, 1 << 20, wfn, NULL, why);
