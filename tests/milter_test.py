@@ -23,6 +23,10 @@
              nothing delivered; the next mail passes
   milter-down    the milter stopped: 451 4.7.1, nothing queued or delivered;
              the milter started again: the same mail is delivered sanitized
+  client     a real mail client shows a delivered Japanese mail (CP50221 from
+             Outlook, with 髙 and ①) without mojibake: NeoMutt in tmux opens
+             it from a Maildir and tmux capture-pane reads the screen, which is
+             printed into the test log
   stop       the milter ends on SIGTERM with status 0 (under ASan: no leak),
              and no worker process is left
 
@@ -297,6 +301,77 @@ def test_corpus(pf, m, sekisho, repo):
           "message-id=<" in log and "quarantine=" in log, log[-2000:])
 
 
+def test_client(pf, corpus_name="jp-cp50221-outlook"):
+    """NeoMutt (a real client) in tmux shows the delivered mail that came from
+    tests/corpus/composed/<corpus_name>.eml: its Japanese subject and text,
+    no U+FFFD, no '?' runs where the text should be."""
+    tmux, neomutt = shutil.which("tmux"), shutil.which("neomutt")
+    if not check("client-tools", tmux and neomutt, "tmux or neomutt missing (scripts/deps.sh check)"):
+        return
+    exp = json.load(open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus",
+                                      "composed", corpus_name + ".expect.json"), encoding="utf-8"))
+    want = [t for t in exp.get("body_contains", []) if any(ord(ch) > 127 for ch in t)]
+    target = None
+    for p in pf.delivered():
+        with open(p, "rb") as f:
+            msg = email.message_from_bytes(f.read(), policy=email.policy.default)
+        try:
+            body = msg.get_content()
+        except Exception:  # noqa: BLE001 - not the one we look for
+            continue
+        if all(t in body for t in want):
+            target = p
+            break
+    if not check("client-found", target is not None and want, "no delivered mail with %r" % want):
+        return
+    work = tempfile.mkdtemp(prefix="sekisho-client-")
+    try:
+        box = os.path.join(work, "Maildir")
+        for sub in ("cur", "new", "tmp"):
+            os.makedirs(os.path.join(box, sub))
+        shutil.copy(target, os.path.join(box, "new", os.path.basename(target)))
+        rc = os.path.join(work, "muttrc")
+        with open(rc, "w", encoding="utf-8") as f:
+            f.write('set charset="utf-8"\nset mbox_type=Maildir\nset pager_stop=yes\n'
+                    'set markers=no\nset wrap=0\nunset help\nset check_new=no\n'
+                    'set header_cache=""\nset message_cachedir=""\nset record=""\n'
+                    'set folder="%s"\nset spoolfile="%s"\n' % (box, box))
+        env = dict(os.environ, LANG="C.UTF-8", LC_ALL="C.UTF-8", TERM="xterm-256color",
+                   HOME=work)
+        sock = os.path.join(work, "tmux.sock")
+        base = [tmux, "-u", "-S", sock]
+        subprocess.run(base + ["new-session", "-d", "-x", "150", "-y", "50",
+                               "%s -n -F %s -f %s" % (neomutt, rc, box)], env=env, check=True,
+                       timeout=30)
+        screen = ""
+        try:
+            deadline = time.time() + 20
+            opened = False
+            while time.time() < deadline:
+                time.sleep(0.5)
+                screen = subprocess.run(base + ["capture-pane", "-p", "-J"], env=env,
+                                        capture_output=True, timeout=30).stdout.decode("utf-8",
+                                                                                       "replace")
+                if all(t in screen for t in want):
+                    break
+                if not opened and "[外部]" in screen:
+                    # the index shows the mail: open it in the pager
+                    subprocess.run(base + ["send-keys", "Enter"], env=env, check=True, timeout=30)
+                    opened = True
+        finally:
+            subprocess.run(base + ["kill-server"], env=env, timeout=30)
+        print("--- NeoMutt screen (tmux capture-pane) ---")
+        print(screen.rstrip())
+        print("--- end of screen ---")
+        missing = [t for t in want if t not in screen]
+        check("client-text", not missing, "not on the screen: %r" % missing)
+        check("client-subject", "[外部]" in screen, "the tagged subject is not on the screen")
+        check("client-no-mojibake", "\ufffd" not in screen and "??" not in screen,
+              "replacement characters on the screen")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def plain_mail(key, subject="テスト", body="本文です。\n", extra_headers=""):
     return crlf(("From: 山田 <yamada@example.co.jp>\n"
                  "To: <%s>\n"
@@ -421,6 +496,7 @@ def main():
         m.start()
         with PrivatePostfix(repo, milter=m.spec) as pf:
             test_corpus(pf, m, sekisho, repo)
+            test_client(pf)
             test_inside(pf, m, sekisho)
             test_too_big(pf, m, sekisho)
             test_reject(pf, m, sekisho)
