@@ -645,7 +645,8 @@ static void check_gateway(ctx *c, const ynode *root)
         return;
     const policy_gateway *gw = &c->p->gateway;
     const ynode *l = map_get(g, "listen");
-    const char *why = l ? parse_listen(gw->listen, conn, sizeof conn) : NULL;
+    /* a listen value that did not even parse as text was reported already */
+    const char *why = l && gw->listen ? parse_listen(gw->listen, conn, sizeof conn) : NULL;
     if (why)
         err(c, l->line, "gateway.listen: %s %s", show(sh, gw->listen, strlen(gw->listen)), why);
     const ynode *dz = map_get(g, "daemon_zones");
@@ -655,7 +656,7 @@ static void check_gateway(ctx *c, const ynode *root)
             continue;
         size_t k;
         for (k = 0; k < c->p->n_zones; k++)
-            if (strcmp(c->p->zones[k].name, z) == 0)
+            if (c->p->zones[k].name && strcmp(c->p->zones[k].name, z) == 0)
                 break;
         if (k < c->p->n_zones)
             continue;
@@ -733,7 +734,8 @@ const policy_zone *policy_zone_of_daemon(const policy *p, const char *daemon)
         if (strcmp(p->gateway.daemon_zones[i].daemon, daemon) != 0)
             continue;
         for (size_t z = 0; z < p->n_zones; z++)
-            if (strcmp(p->zones[z].name, p->gateway.daemon_zones[i].zone) == 0)
+            if (p->zones[z].name && p->gateway.daemon_zones[i].zone &&
+                strcmp(p->zones[z].name, p->gateway.daemon_zones[i].zone) == 0)
                 return &p->zones[z];
     }
     return NULL;
