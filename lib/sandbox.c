@@ -1131,29 +1131,35 @@ fail:
     return NULL;
 }
 
-sandbox_worker *sandbox_worker_start(const sandbox_limits *lim, size_t shared_len,
-                                     sandbox_worker_fn fn, void *arg, buf *status_text)
+/* What both kinds of worker do first: the limits (NULL: none), whether
+ * seccomp will be used, the shared pages and the descriptors. NULL with errno
+ * set and status_text saying why. */
+static sandbox_worker *worker_begin(const sandbox_limits *lim, size_t shared_len, int spawned,
+                                    struct worker_fds *f, int *use_seccomp, buf *status_text)
 {
     static const sandbox_limits none;
-    if (lim == NULL)
-        lim = &none;
-    if (shared_len == 0)
-        shared_len = 1;
-    int debug = env_is_1("SEKISHO_SANDBOX_DEBUG");
-    int use_seccomp = 0;
-    int e = worker_seccomp(lim, &use_seccomp, status_text);
+    *use_seccomp = 0;
+    int e = worker_seccomp(lim ? lim : &none, use_seccomp, status_text);
     if (e < 0) {
         errno = -e;
         return NULL;
     }
+    return worker_prepare(lim ? lim : &none, shared_len ? shared_len : 1,
+                          env_is_1("SEKISHO_SANDBOX_DEBUG"), spawned, f, status_text);
+}
+
+sandbox_worker *sandbox_worker_start(const sandbox_limits *lim, size_t shared_len,
+                                     sandbox_worker_fn fn, void *arg, buf *status_text)
+{
     struct worker_fds f;
-    sandbox_worker *w = worker_prepare(lim, shared_len, debug, 0, &f, status_text);
+    int use_seccomp;
+    sandbox_worker *w = worker_begin(lim, shared_len, 0, &f, &use_seccomp, status_text);
     if (w == NULL)
         return NULL;
     struct serve_arg sa = {fn, arg, 0};
     w->pid = fork();
     if (w->pid < 0) {
-        e = errno;
+        int e = errno;
         say(status_text, "fork: %s", strerror(e));
         close_fds(&f);
         worker_free(w);
@@ -1162,8 +1168,8 @@ sandbox_worker *sandbox_worker_start(const sandbox_limits *lim, size_t shared_le
     }
     if (w->pid == 0) {
         close(f.mfd);
-        child_main(lim, serve, &sa, f.sv[0], f.sv[1], f.rofd, shared_len, w->sh, use_seccomp,
-                   debug);
+        child_main(&w->lim, serve, &sa, f.sv[0], f.sv[1], f.rofd, w->shared_len, w->sh, use_seccomp,
+                   w->debug);
     }
     close(f.mfd);
     close(f.rofd);
@@ -1223,24 +1229,16 @@ sandbox_worker *sandbox_worker_spawn(const sandbox_limits *lim, size_t shared_le
                                      char *const argv[], const void *init, size_t init_len,
                                      buf *status_text)
 {
-    static const sandbox_limits none;
-    if (lim == NULL)
-        lim = &none;
-    if (shared_len == 0)
-        shared_len = 1;
     if (path == NULL)
         path = "/proc/self/exe";
-    int debug = env_is_1("SEKISHO_SANDBOX_DEBUG");
-    int use_seccomp = 0;
-    int e = worker_seccomp(lim, &use_seccomp, status_text);
-    if (e < 0) {
-        errno = -e;
-        return NULL;
-    }
     struct worker_fds f;
-    sandbox_worker *w = worker_prepare(lim, shared_len, debug, 1, &f, status_text);
+    int use_seccomp, e;
+    sandbox_worker *w = worker_begin(lim, shared_len, 1, &f, &use_seccomp, status_text);
     if (w == NULL)
         return NULL;
+    lim = &w->lim;
+    shared_len = w->shared_len;
+    int debug = w->debug;
     const char *step = "";
     if ((e = fd_high(&f.sv[1])) < 0 || (e = fd_high(&f.rofd)) < 0 || (e = fd_high(&f.shfd)) < 0) {
         step = "fcntl(F_DUPFD_CLOEXEC)";

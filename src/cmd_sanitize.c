@@ -129,30 +129,13 @@ static int read_input(struct job *j, uint8_t *p, size_t cap)
 /* Stores j's original orig[0..j->size) (without sync unless sync). */
 static int store(quarantine *q, struct job *j, const uint8_t *orig, const policy *pol, int sync)
 {
-    time_t now = time(NULL);
-    quarantine_part *qp = NULL;
-    if (j->res.n_parts) {
-        qp = xcalloc(j->res.n_parts, sizeof *qp);
-        for (size_t i = 0; i < j->res.n_parts; i++) {
-            sanitize_part *sp = &j->res.parts[i];
-            qp[i].filename = sp->filename;
-            qp[i].declared_type = sp->declared_type;
-            qp[i].detected_type = sp->info.detected;
-            qp[i].size = sp->info.size;
-            qp[i].sha256 = sp->analysed ? sp->info.sha256 : "";
-        }
+    quarantine_meta m;
+    quarantine_part *qp;
+    if (sanitize_quarantine_meta(&j->res, pol, (int64_t)time(NULL), &m, &qp) != 0) {
+        fprintf(stderr, "sekisho sanitize: %s: cannot store the original: out of memory\n",
+                j->name);
+        return -ENOMEM;
     }
-    quarantine_meta m = {
-        .received = (int64_t)now,
-        .from = j->res.from ? j->res.from : "",
-        .to = j->res.to ? j->res.to : "",
-        .subject = j->res.subject ? j->res.subject : "",
-        .message_id = j->res.message_id ? j->res.message_id : "",
-        .verdict = j->res.verdict == SANITIZE_OK ? "sanitized" : "rejected",
-        .retain_until = (int64_t)now + (int64_t)pol->mail.retention_days * 86400,
-        .parts = qp,
-        .n_parts = j->res.n_parts,
-    };
     buf err;
     buf_init(&err, 4096);
     int rc = quarantine_put(q, orig, j->size, &m, sync, j->id, &err);

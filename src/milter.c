@@ -711,31 +711,12 @@ static sfsistat eom(SMFICTX *ctx)
 
     /* 2. the original, durably */
     step = "quarantine";
-    time_t now = time(NULL);
-    quarantine_part *qp = calloc(res.n_parts ? res.n_parts : 1, sizeof *qp);
-    if (qp == NULL) {
+    quarantine_meta m;
+    quarantine_part *qp;
+    if (sanitize_quarantine_meta(&res, gw.pol, (int64_t)time(NULL), &m, &qp) != 0) {
         buf_puts(&why, "out of memory");
         goto fail;
     }
-    for (size_t i = 0; i < res.n_parts; i++) {
-        sanitize_part *sp = &res.parts[i];
-        qp[i].filename = sp->filename;
-        qp[i].declared_type = sp->declared_type;
-        qp[i].detected_type = sp->info.detected;
-        qp[i].size = sp->info.size;
-        qp[i].sha256 = sp->analysed ? sp->info.sha256 : "";
-    }
-    quarantine_meta m = {
-        .received = (int64_t)now,
-        .from = res.from ? res.from : "",
-        .to = res.to ? res.to : "",
-        .subject = res.subject ? res.subject : "",
-        .message_id = res.message_id ? res.message_id : "",
-        .verdict = res.verdict == SANITIZE_OK ? "sanitized" : "rejected",
-        .retain_until = (int64_t)now + (int64_t)gw.pol->mail.retention_days * 86400,
-        .parts = qp,
-        .n_parts = res.n_parts,
-    };
     char id[QUARANTINE_ID_MAX], err[256];
     rc = store_durably(c->data.p, c->data.len, &m, id, err, sizeof err);
     free(qp);

@@ -7,6 +7,7 @@
 #include "util/buf.h"
 #include "util/msg.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +44,38 @@ int sanitize_worker_fn(void *arg, const uint8_t *in, size_t n, int fd)
     buf_free(&packed);
     alarm(0);
     return rc == 0 ? 0 : 3;
+}
+
+int sanitize_quarantine_meta(const sanitize_result *res, const policy *pol, int64_t now,
+                             quarantine_meta *m, quarantine_part **parts)
+{
+    quarantine_part *qp = NULL;
+    if (res->n_parts) {
+        qp = calloc(res->n_parts, sizeof *qp);
+        if (qp == NULL)
+            return -ENOMEM;
+        for (size_t i = 0; i < res->n_parts; i++) {
+            const sanitize_part *sp = &res->parts[i];
+            qp[i].filename = sp->filename;
+            qp[i].declared_type = sp->declared_type;
+            qp[i].detected_type = sp->info.detected;
+            qp[i].size = sp->info.size;
+            qp[i].sha256 = sp->analysed ? sp->info.sha256 : "";
+        }
+    }
+    *parts = qp;
+    *m = (quarantine_meta){
+        .received = now,
+        .from = res->from ? res->from : "",
+        .to = res->to ? res->to : "",
+        .subject = res->subject ? res->subject : "",
+        .message_id = res->message_id ? res->message_id : "",
+        .verdict = res->verdict == SANITIZE_OK ? "sanitized" : "rejected",
+        .retain_until = now + (int64_t)pol->mail.retention_days * 86400,
+        .parts = qp,
+        .n_parts = res->n_parts,
+    };
+    return 0;
 }
 
 sandbox_worker *sanitize_worker_spawn(const policy *pol, const uint8_t *policy_bytes, size_t n,

@@ -8,6 +8,7 @@
 #define SEKISHO_WORKER_H
 
 #include "policy.h"
+#include "quarantine.h"
 #include "sandbox.h"
 #include "sanitize.h"
 
@@ -30,6 +31,13 @@ void sanitize_worker_init(sanitize_worker *w, sanitize_ctx *sc, const policy *po
 /* A sandbox_worker_fn: arg is a sanitize_worker. Returns 0, or non-zero
  * (the worker then ends) when the result cannot be packed or sent. */
 int sanitize_worker_fn(void *arg, const uint8_t *in, size_t n, int fd);
+
+/* The quarantine's record of res, received at now and kept for pol's
+ * retention_days: m's strings point into res, and *parts is allocated here
+ * for the removed parts (the caller frees it; NULL when there are none).
+ * 0, or -ENOMEM. */
+int sanitize_quarantine_meta(const sanitize_result *res, const policy *pol, int64_t now,
+                             quarantine_meta *m, quarantine_part **parts);
 
 /* The hidden argument that makes `sekisho` or `sekisho-milter` a worker. */
 #define SANITIZE_WORKER_ARG "--sekisho-sanitize-worker"
