@@ -423,6 +423,30 @@ static void put_escaped_cp(buf *out, uint32_t cp)
     buf_append(out, u8, utf8_encode(cp, u8));
 }
 
+/* The character a one-letter JSON escape stands for (\" \\ \/ \b \f \n \r \t),
+ * or -1 (\u and anything else). */
+static int simple_escape(uint8_t e)
+{
+    switch (e) {
+    case '"':
+    case '\\':
+    case '/':
+        return e;
+    case 'b':
+        return '\b';
+    case 'f':
+        return '\f';
+    case 'n':
+        return '\n';
+    case 'r':
+        return '\r';
+    case 't':
+        return '\t';
+    default:
+        return -1;
+    }
+}
+
 static int hex4(const uint8_t *s, uint32_t *v)
 {
     uint32_t r = 0;
@@ -583,32 +607,10 @@ static void parse_string(ps *p, int is_key)
             uint8_t e = s[i + 1];
             size_t at = i;
             i += 2;
-            switch (e) {
-            case '"':
-                cp = '"';
-                break;
-            case '\\':
-                cp = '\\';
-                break;
-            case '/':
-                cp = '/';
-                break;
-            case 'b':
-                cp = '\b';
-                break;
-            case 'f':
-                cp = '\f';
-                break;
-            case 'n':
-                cp = '\n';
-                break;
-            case 'r':
-                cp = '\r';
-                break;
-            case 't':
-                cp = '\t';
-                break;
-            case 'u':
+            int simple = simple_escape(e);
+            if (simple >= 0) {
+                cp = (uint32_t)simple;
+            } else if (e == 'u') {
                 if (i + 4 > p->n || hex4(s + i, &cp) < 0) {
                     fail(p, at, "invalid \\u escape (four hex digits expected)");
                     return;
@@ -629,8 +631,7 @@ static void parse_string(ps *p, int is_key)
                     i += 6;
                     cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
                 }
-                break;
-            default:
+            } else {
                 fail(p, at, "invalid escape \\%c", e >= 0x20 && e < 0x7f ? e : '?');
                 return;
             }
@@ -1378,29 +1379,16 @@ int jcs_string_value(const uint8_t *t, size_t n, buf *out)
             return -1;
         uint32_t cp;
         switch (t[i]) {
-        case 'b':
-            cp = '\b';
-            break;
-        case 'f':
-            cp = '\f';
-            break;
-        case 'n':
-            cp = '\n';
-            break;
-        case 'r':
-            cp = '\r';
-            break;
-        case 't':
-            cp = '\t';
-            break;
         case 'u':
             if (i + 4 >= n || hex4(t + i + 1, &cp) < 0 || (cp >= 0xd800 && cp <= 0xdfff))
                 return -1;
             i += 4;
             break;
-        default:
-            cp = t[i];
+        default: {
+            int simple = simple_escape(t[i]);
+            cp = simple >= 0 ? (uint32_t)simple : t[i];
             break;
+        }
         }
         uint8_t u8[4];
         buf_append(out, u8, utf8_encode(cp, u8));

@@ -2249,6 +2249,21 @@ typedef struct vhead {
     char where[PATH_MAX + 64];
 } vhead;
 
+/* A new, zeroed head at the end of *h (grown as needed). */
+static vhead *vhead_push(vhead **h, size_t *n, size_t *cap)
+{
+    if (*n == *cap) {
+        *cap = *cap ? *cap * 2 : 64;
+        vhead *nh = realloc(*h, *cap * sizeof *nh);
+        if (nh == NULL)
+            msg_fatal("ledger verify: out of memory");
+        *h = nh;
+    }
+    vhead *x = &(*h)[(*n)++];
+    memset(x, 0, sizeof *x);
+    return x;
+}
+
 typedef struct vgap {
     uint64_t a, b;
     uint8_t root_b[32];
@@ -2559,15 +2574,7 @@ static int load_heads(vstate *v, const ledger_verify_opts *o, const uint8_t pk[3
             break;
         }
         size_t len = (size_t)(nl - (m.p + pos));
-        if (n == cap) {
-            cap = cap ? cap * 2 : 64;
-            vhead *nh = realloc(h, cap * sizeof *nh);
-            if (nh == NULL)
-                msg_fatal("ledger verify: out of memory");
-            h = nh;
-        }
-        vhead *x = &h[n++];
-        memset(x, 0, sizeof *x);
+        vhead *x = vhead_push(&h, &n, &cap);
         snprintf(x->where, sizeof x->where, "checkpoints.jsonl line %zu (byte %zu)", lineno, pos);
         if (parse_sth(m.p + pos, len, pk, &v->scratch, &x->s, why, sizeof why) < 0)
             vreport(v, V_SIGNATURE, "%s: %s", x->where, why);
@@ -2612,15 +2619,7 @@ static int load_heads(vstate *v, const ledger_verify_opts *o, const uint8_t pk[3
                 k++;
             if (k == len || line[k] != '{')
                 continue; /* blank, comment or prose */
-            if (n == cap) {
-                cap = cap ? cap * 2 : 64;
-                vhead *nh = realloc(h, cap * sizeof *nh);
-                if (nh == NULL)
-                    msg_fatal("ledger verify: out of memory");
-                h = nh;
-            }
-            vhead *x = &h[n++];
-            memset(x, 0, sizeof *x);
+            vhead *x = vhead_push(&h, &n, &cap);
             x->exported = 1;
             snprintf(x->where, sizeof x->where, "%s line %zu", o->head_files[f], ln);
             buf_reset(&v->tmp);

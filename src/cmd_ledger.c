@@ -500,18 +500,29 @@ static int finish_stdout(void)
     return EXIT_OK;
 }
 
+/* parse_opts() for a command that takes no arguments: -1 to go on, else the
+ * exit status (an option answered, or a usage error naming cmd and why). */
+static int parse_no_args(int argc, char **argv, const char *help, const char *cmd, const char *why,
+                         struct opts *o)
+{
+    int rc = parse_opts(argc, argv, help, o);
+    if (rc < 0 && o->n_args == 0)
+        return -1;
+    free(o->heads);
+    if (rc < 0)
+        fprintf(stderr, "sekisho ledger %s: %s\n", cmd, why);
+    return rc >= 0 ? rc : EXIT_USAGE;
+}
+
 /* ---- init ------------------------------------------------------------------------- */
 
 static int do_init(int argc, char **argv)
 {
     struct opts o;
-    int rc = parse_opts(argc, argv, help_init, &o);
-    if (rc >= 0 || o.n_args != 0) {
-        free(o.heads);
-        if (rc < 0)
-            fprintf(stderr, "sekisho ledger init: 引数は不要です / no arguments expected\n");
-        return rc >= 0 ? rc : EXIT_USAGE;
-    }
+    int rc =
+        parse_no_args(argc, argv, help_init, "init", "引数は不要です / no arguments expected", &o);
+    if (rc >= 0)
+        return rc;
     policy *pol = cli_load_policy(o.policy);
     ledger_opts lo;
     buf err;
@@ -560,13 +571,10 @@ static int input_ready(void)
 static int do_append(int argc, char **argv)
 {
     struct opts o;
-    int rc = parse_opts(argc, argv, help_append, &o);
-    if (rc >= 0 || o.n_args != 0) {
-        free(o.heads);
-        if (rc < 0)
-            fprintf(stderr, "sekisho ledger append: 記録は標準入力から / entries come on stdin\n");
-        return rc >= 0 ? rc : EXIT_USAGE;
-    }
+    int rc = parse_no_args(argc, argv, help_append, "append",
+                           "記録は標準入力から / entries come on stdin", &o);
+    if (rc >= 0)
+        return rc;
     int status = EXIT_OK;
     policy *pol = NULL;
     ledger *l = open_ledger(&o, 1, &pol, &status);
@@ -777,13 +785,10 @@ static int do_head(int argc, char **argv)
 {
     const char *cmd = argv[0];
     struct opts o;
-    int rc = parse_opts(argc, argv, help_head, &o);
-    if (rc >= 0 || o.n_args != 0) {
-        free(o.heads);
-        if (rc < 0)
-            fprintf(stderr, "sekisho ledger %s: 引数は不要です / no arguments expected\n", cmd);
-        return rc >= 0 ? rc : EXIT_USAGE;
-    }
+    int rc =
+        parse_no_args(argc, argv, help_head, cmd, "引数は不要です / no arguments expected", &o);
+    if (rc >= 0)
+        return rc;
     int status = EXIT_OK;
     policy *pol = NULL;
     ledger *l = open_ledger(&o, 0, &pol, &status);
@@ -916,13 +921,10 @@ static int do_prove(int argc, char **argv)
 static int do_verify(int argc, char **argv)
 {
     struct opts o;
-    int rc = parse_opts(argc, argv, help_verify, &o);
-    if (rc >= 0 || o.n_args != 0) {
-        free(o.heads);
-        if (rc < 0)
-            fprintf(stderr, "sekisho ledger verify: 引数は不要です / no arguments expected\n");
-        return rc >= 0 ? rc : EXIT_USAGE;
-    }
+    int rc = parse_no_args(argc, argv, help_verify, "verify",
+                           "引数は不要です / no arguments expected", &o);
+    if (rc >= 0)
+        return rc;
     policy *pol = cli_load_policy(o.policy);
     ledger_verify_opts vo = {0};
     vo.dir = o.dir ? o.dir : pol->ledger.dir;
@@ -966,13 +968,10 @@ static int do_verify(int argc, char **argv)
 static int do_prune(int argc, char **argv)
 {
     struct opts o;
-    int rc = parse_opts(argc, argv, help_prune, &o);
-    if (rc >= 0 || o.n_args != 0) {
-        free(o.heads);
-        if (rc < 0)
-            fprintf(stderr, "sekisho ledger prune: 引数は不要です / no arguments expected\n");
-        return rc >= 0 ? rc : EXIT_USAGE;
-    }
+    int rc = parse_no_args(argc, argv, help_prune, "prune",
+                           "引数は不要です / no arguments expected", &o);
+    if (rc >= 0)
+        return rc;
     int status = EXIT_OK;
     policy *pol = NULL;
     ledger *l = open_ledger(&o, o.del, &pol, &status);
