@@ -17,6 +17,8 @@ data=$build/bench-data
 # free and the comparison is of CPU alone.
 work=$(mktemp -d -p "${BENCH_TMP:-/tmp}")
 trap 'rm -rf "$work"' EXIT
+# the ledger of the decisions goes with the quarantine
+export SEKISHO_STATE_DIR="$work/state"
 # The inputs are read from the same place as the quarantine and outputs go
 # (both implementations read the same copies), so that with BENCH_TMP=/dev/shm
 # no disk read or eviction of the page cache enters the comparison.
@@ -30,7 +32,7 @@ for set in a b; do
     largest=$(wc -c < "$data/$set/$largest")
     for impl in sekisho reference; do
         for r in $(seq "$reps"); do
-            rm -rf "$work/q" "$work/o"
+            rm -rf "$work/q" "$work/o" "$work/state"
             if [ $impl = sekisho ]; then
                 cmd="$sekisho sanitize -q $work/q -o $work/o"
             else

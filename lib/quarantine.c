@@ -862,6 +862,12 @@ static void segments_synced(quarantine *q)
 int quarantine_put(quarantine *q, const uint8_t *orig, size_t n, const quarantine_meta *m, int sync,
                    char id[QUARANTINE_ID_MAX], buf *err)
 {
+    return quarantine_put_sha(q, orig, n, m, sync, id, NULL, err);
+}
+
+int quarantine_put_sha(quarantine *q, const uint8_t *orig, size_t n, const quarantine_meta *m,
+                       int sync, char id[QUARANTINE_ID_MAX], char sha256[65], buf *err)
+{
     if (q == NULL || (orig == NULL && n > 0) || id == NULL)
         return fail(err, -EINVAL, "quarantine_put: invalid arguments");
     if (q->n_pend >= PENDING_MAX || (sync && q->n_pend > 0)) {
@@ -889,6 +895,8 @@ int quarantine_put(quarantine *q, const uint8_t *orig, size_t n, const quarantin
     row_set_meta(r, m);
     q->n_pend++;
     memcpy(id, r->id, QUARANTINE_ID_MAX);
+    if (sha256 != NULL)
+        memcpy(sha256, r->sha256, 65);
     return sync ? quarantine_sync(q, err) : 0;
 }
 

@@ -69,6 +69,9 @@ void quarantine_close(quarantine *q);
  * any bytes it wrote). */
 int quarantine_put(quarantine *q, const uint8_t *orig, size_t n, const quarantine_meta *m, int sync,
                    char id[QUARANTINE_ID_MAX], buf *err);
+/* quarantine_put() that also gives the SHA-256 (hex) recorded for the bytes. */
+int quarantine_put_sha(quarantine *q, const uint8_t *orig, size_t n, const quarantine_meta *m,
+                       int sync, char id[QUARANTINE_ID_MAX], char sha256[65], buf *err);
 /* Makes every put since the last sync durable: the stored bytes, then any
  * new directories, then the index rows in one transaction. On failure the
  * whole batch is discarded (no rows) and must be put again. A put may sync

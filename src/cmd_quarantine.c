@@ -16,12 +16,14 @@
  * cut.
  */
 #include "cli.h"
+#include "decision.h"
 #include "quarantine.h"
 #include "util/buf.h"
 #include "util/msg.h"
 
 #include <errno.h>
 #include <getopt.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,6 +66,9 @@ static const char help_main[] =
     "                           overrides the policy's quarantine.dir\n"
     "                           (default: $SEKISHO_STATE_DIR/quarantine or\n"
     "                           /var/lib/sekisho/quarantine)\n"
+    "    -l, --ledger DIR       判断を記録する台帳（get と purge --delete）/ the ledger\n"
+    "                           that records releases and deletions (default: the\n"
+    "                           policy's ledger.dir, else $SEKISHO_STATE_DIR/ledger)\n"
     "    -h, --help             この説明 / this manual\n"
     "\n"
     "終了ステータス / EXIT STATUS\n"
@@ -124,10 +129,16 @@ static const char help_get[] =
     "    checked against the index first; on a mismatch nothing is written and the\n"
     "    exit status is 74 (modified or damaged). The original may contain the very\n"
     "    attachments that were removed: open it only on the internet-side terminal.\n"
+    "    取り出しは、書き出す前に台帳に記録されます（quarantine.released: ID、SHA-256、\n"
+    "    実行した利用者）。記録できなければ何も書き出しません（終了ステータス 75）。\n"
+    "    The release is written to the ledger first (quarantine.released: the id,\n"
+    "    SHA-256 and the user who ran it); if it cannot be recorded, nothing is\n"
+    "    written out (exit 75).\n"
     "\n"
     "オプション / OPTIONS\n"
     "    -p, --policy FILE      ポリシーファイル / policy file\n"
     "    -q, --quarantine DIR   隔離領域 / quarantine directory (overrides the policy)\n"
+    "    -l, --ledger DIR       台帳 / ledger (overrides the policy)\n"
     "    -h, --help             この説明 / this manual\n"
     "\n"
     "終了ステータス / EXIT STATUS\n"
@@ -185,10 +196,14 @@ static const char help_purge[] =
     "    the policy's mail.retention_days) has passed. Only with --delete are they\n"
     "    removed: index rows first (durably), then the files, so an interruption never\n"
     "    leaves a row without its original. Deletion cannot be undone.\n"
+    "    削除する原本は、削除の前に 1 件ずつ台帳に記録されます（quarantine.purged）。\n"
+    "    Each original to be removed is recorded in the ledger first\n"
+    "    (quarantine.purged); if that fails, nothing is removed (exit 75).\n"
     "\n"
     "オプション / OPTIONS\n"
     "    -p, --policy FILE      ポリシーファイル / policy file\n"
     "    -q, --quarantine DIR   隔離領域 / quarantine directory (overrides the policy)\n"
+    "    -l, --ledger DIR       台帳 / ledger (overrides the policy)\n"
     "    --delete               実際に削除する（指定しなければ一覧のみ）/ really delete\n"
     "                           (without it, nothing is changed)\n"
     "    -h, --help             この説明 / this manual\n"
@@ -340,7 +355,7 @@ static void iso_local(int64_t t, char out[40])
 /* ---- options ------------------------------------------------------------------- */
 
 struct opts {
-    const char *policy, *qdir;
+    const char *policy, *qdir, *ledger_dir;
     int json, del;
     char **args;
     int n_args;
@@ -353,21 +368,28 @@ static int parse(int argc, char **argv, const char *help, int allow_json, int al
                  struct opts *o)
 {
     static const struct option longopts[] = {
-        {"policy", required_argument, NULL, 'p'}, {"quarantine", required_argument, NULL, 'q'},
-        {"json", no_argument, NULL, OPT_JSON},    {"delete", no_argument, NULL, OPT_DELETE},
-        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+        {"policy", required_argument, NULL, 'p'},
+        {"quarantine", required_argument, NULL, 'q'},
+        {"json", no_argument, NULL, OPT_JSON},
+        {"delete", no_argument, NULL, OPT_DELETE},
+        {"ledger", required_argument, NULL, 'l'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     memset(o, 0, sizeof *o);
     optind = 1;
     opterr = 1;
     int c;
-    while ((c = getopt_long(argc, argv, "p:q:h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "p:q:l:h", longopts, NULL)) != -1) {
         switch (c) {
         case 'p':
             o->policy = optarg;
             break;
         case 'q':
             o->qdir = optarg;
+            break;
+        case 'l':
+            o->ledger_dir = optarg;
             break;
         case OPT_JSON:
             if (!allow_json)
@@ -411,6 +433,56 @@ static quarantine *open_q(const struct opts *o, int *status)
     buf_free(&err);
     policy_free(pol);
     return q;
+}
+
+/* Opens the ledger that records releases and deletions (created if absent);
+ * on failure prints why. */
+static ledger *open_l(const struct opts *o)
+{
+    policy *pol = cli_load_policy(o->policy);
+    buf err;
+    buf_init(&err, 8192);
+    ledger *l = decision_ledger_open(pol, o->ledger_dir, &err);
+    if (l == NULL)
+        msg_warn("台帳を開けません。何も変更していません / cannot open the ledger; nothing "
+                 "was changed: %s",
+                 buf_cstr(&err));
+    buf_free(&err);
+    policy_free(pol);
+    return l;
+}
+
+/* Appends one quarantine.* entry with fields, commits it, and closes l.
+ * 0 once durable; otherwise prints why. */
+static int record_close(ledger *l, const char *type, const buf *fields)
+{
+    buf err;
+    buf_init(&err, 8192);
+    uint64_t index = 0;
+    int rc = fields->err ? fields->err
+                         : ledger_append(l, type, "sekisho quarantine", fields->p, fields->len,
+                                         &index, &err);
+    int rc2 = ledger_close(l, &err);
+    rc = rc ? rc : rc2;
+    if (rc)
+        msg_warn("台帳に記録できません / cannot write to the ledger: %s", buf_cstr(&err));
+    buf_free(&err);
+    return rc;
+}
+
+/* "by" and "uid" of the user running this: the login name where known. */
+static void put_who(buf *f)
+{
+    uid_t uid = getuid();
+    struct passwd *pw = getpwuid(uid);
+    const char *sudo = getenv("SUDO_USER");
+    buf_puts(f, ",\"by\":");
+    decision_json_str(f, pw ? pw->pw_name : "");
+    if (sudo != NULL && *sudo) {
+        buf_puts(f, ",\"sudo_user\":");
+        decision_json_str(f, sudo);
+    }
+    buf_printf(f, ",\"uid\":%lu", (unsigned long)uid);
 }
 
 static int status_of(int rc)
@@ -534,6 +606,22 @@ static int need_id(const struct opts *o, const char *cmd)
     return -1;
 }
 
+struct found {
+    char id[QUARANTINE_ID_MAX];
+    char sha256[65];
+    uint64_t size;
+};
+
+static int found_one(const quarantine_entry *e, const quarantine_part *p, size_t n, void *arg)
+{
+    (void)p, (void)n;
+    struct found *f = arg;
+    snprintf(f->id, sizeof f->id, "%s", e->id);
+    snprintf(f->sha256, sizeof f->sha256, "%s", e->sha256);
+    f->size = e->size;
+    return 0;
+}
+
 static int do_get(int argc, char **argv)
 {
     struct opts o;
@@ -545,12 +633,47 @@ static int do_get(int argc, char **argv)
         return st;
     buf err;
     buf_init(&err, 8192);
-    int rc = quarantine_get(q, o.args[0], STDOUT_FILENO, &err);
+    /* Known and intact first (nothing recorded for an unknown id), then
+     * recorded, then written out. */
+    struct found f = {0};
+    int rc = quarantine_show(q, o.args[0], found_one, &f, &err);
+    ledger *l = rc == 0 ? open_l(&o) : NULL;
+    if (rc == 0 && l == NULL)
+        rc = -EAGAIN;
+    if (rc == 0) {
+        buf fields;
+        buf_init(&fields, 1 << 16);
+        buf_puts(&fields, "{\"quarantine_id\":");
+        decision_json_str(&fields, f.id);
+        buf_puts(&fields, ",\"sha256\":");
+        decision_json_str(&fields, f.sha256);
+        buf_printf(&fields, ",\"size\":%llu", (unsigned long long)f.size);
+        put_who(&fields);
+        buf_putc(&fields, '}');
+        rc = record_close(l, "quarantine.released", &fields) ? -EAGAIN : 0;
+        buf_free(&fields);
+        if (rc == 0) {
+            rc = quarantine_get(q, o.args[0], STDOUT_FILENO, &err);
+            if (rc != 0 && (l = open_l(&o)) != NULL) {
+                /* the release just recorded did not happen */
+                buf_init(&fields, 1 << 16);
+                buf_puts(&fields, "{\"quarantine_id\":");
+                decision_json_str(&fields, f.id);
+                buf_puts(&fields, ",\"reason\":");
+                decision_json_str(&fields, buf_cstr(&err));
+                buf_putc(&fields, '}');
+                record_close(l, "quarantine.release_failed", &fields);
+                buf_free(&fields);
+            }
+        }
+    }
     if (rc == -ENOENT)
         msg_warn("その ID の原本はありません / no such original: %s", buf_cstr(&err));
     else if (rc == -EIO)
         msg_warn("原本の照合に失敗しました（改ざんまたは破損）/ integrity failure: %s",
                  buf_cstr(&err));
+    else if (rc == -EAGAIN)
+        ; /* said above */
     else if (rc)
         msg_warn("原本を書き出せません / cannot write the original: %s", buf_cstr(&err));
     buf_free(&err);
@@ -654,6 +777,60 @@ static int purge_one(const quarantine_entry *e, void *arg)
     return fflush(stdout) != 0 || ferror(stdout) ? -EIO : 0;
 }
 
+/* --delete: every expired original is recorded (quarantine.purged) before
+ * anything is removed, and the removal then takes exactly the recorded ones,
+ * in the same order (the same "now"); anything else stops it untouched. */
+struct purge_set {
+    ledger *l;
+    char (*ids)[QUARANTINE_ID_MAX];
+    size_t n, cap, next;
+    buf err;
+};
+
+static int purge_record(const quarantine_entry *e, void *arg)
+{
+    struct purge_set *ps = arg;
+    if (ps->n == ps->cap) {
+        size_t nc = ps->cap ? 2 * ps->cap : 64;
+        void *np = realloc(ps->ids, nc * sizeof *ps->ids);
+        if (np == NULL)
+            return -ENOMEM;
+        ps->ids = np;
+        ps->cap = nc;
+    }
+    snprintf(ps->ids[ps->n++], QUARANTINE_ID_MAX, "%s", e->id);
+    buf f;
+    buf_init(&f, 1 << 16);
+    buf_puts(&f, "{\"quarantine_id\":");
+    decision_json_str(&f, e->id);
+    buf_puts(&f, ",\"sha256\":");
+    decision_json_str(&f, e->sha256);
+    buf_printf(&f, ",\"size\":%llu,\"received\":%lld,\"retain_until\":%lld",
+               (unsigned long long)e->size, (long long)e->received, (long long)e->retain_until);
+    put_who(&f);
+    buf_putc(&f, '}');
+    uint64_t index = 0;
+    int rc = f.err ? f.err
+                   : ledger_append(ps->l, "quarantine.purged", "sekisho quarantine", f.p, f.len,
+                                   &index, &ps->err);
+    buf_free(&f);
+    return rc;
+}
+
+static int purge_checked(const quarantine_entry *e, void *arg)
+{
+    struct purge_set *ps = arg;
+    if (ps->next >= ps->n || strcmp(ps->ids[ps->next], e->id) != 0) {
+        buf_printf(&ps->err,
+                   "期限切れの原本が記録後に変わりました。もう一度実行してください / the "
+                   "expired originals changed after they were recorded (%s); run again",
+                   e->id);
+        return -EAGAIN;
+    }
+    ps->next++;
+    return purge_one(e, NULL);
+}
+
 static int do_purge(int argc, char **argv)
 {
     struct opts o;
@@ -668,11 +845,45 @@ static int do_purge(int argc, char **argv)
     buf err;
     buf_init(&err, 8192);
     uint64_t n = 0;
-    int rc = quarantine_purge(q, (int64_t)time(NULL), !o.del, purge_one, NULL, &n, &err);
+    int64_t now = (int64_t)time(NULL);
+    struct purge_set ps = {0};
+    buf_init(&ps.err, 8192);
+    int rc = 0;
+    if (o.del) {
+        ps.l = open_l(&o);
+        if (ps.l == NULL)
+            rc = -EAGAIN;
+        if (rc == 0)
+            rc = quarantine_purge(q, now, 1, purge_record, &ps, NULL, &err);
+        int rc2 = ps.l ? ledger_close(ps.l, &ps.err) : 0; /* commits */
+        rc = rc ? rc : rc2;
+        ps.l = NULL;
+        if (rc && ps.err.len)
+            msg_warn("台帳に記録できません。何も削除していません / cannot write to the ledger; "
+                     "nothing was removed: %s",
+                     buf_cstr(&ps.err));
+    }
+    if (rc == 0)
+        rc = quarantine_purge(q, now, !o.del, o.del ? purge_checked : purge_one, &ps, &n, &err);
+    if (o.del && rc == -EAGAIN && ps.err.len && err.len == 0)
+        buf_puts(&err, buf_cstr(&ps.err));
+    free(ps.ids);
+    buf_free(&ps.err);
     if (fflush(stdout) != 0 && rc == 0)
         rc = -EIO;
     if (rc == -EIO && err.len == 0)
         buf_printf(&err, "standard output: %s (nothing was removed)", strerror(EIO));
+    if (o.del && rc != 0 && ps.n > 0 && (ps.l = open_l(&o)) != NULL) {
+        /* recorded as purged, but the removal failed: say so */
+        buf f;
+        buf_init(&f, 1 << 16);
+        buf_printf(&f, "{\"recorded\":%zu,\"removed\":%llu,\"reason\":", ps.n,
+                   (unsigned long long)n);
+        decision_json_str(&f, buf_cstr(&err));
+        buf_putc(&f, '}');
+        record_close(ps.l, "quarantine.purge_failed", &f);
+        buf_free(&f);
+    }
     if (rc)
         msg_warn("削除に失敗 / purge failed: %s", buf_cstr(&err));
     if (!o.del)

@@ -22,10 +22,12 @@
  * one. Only a failure to start a worker at all is a temporary failure (75).
  */
 #include "cli.h"
+#include "decision.h"
 #include "quarantine.h"
 #include "sandbox.h"
 #include "sanitize.h"
 #include "worker.h"
+#include "util/digest.h"
 #include "util/fileio.h"
 #include "util/msg.h"
 
@@ -64,6 +66,11 @@ static const char usage_text[] =
     "      the subject gets the policy's tag (default [外部]) once.\n"
     "    The original is stored byte for byte in the quarantine, durably, before\n"
     "    any output is written; X-Sekisho-Quarantine-Id names it.\n"
+    "    Every decision is written to the ledger (sekisho ledger) before any\n"
+    "    output: mail.received (the original, its size and SHA-256), then\n"
+    "    mail.sanitized (with the SHA-256 of the output) or mail.held, or\n"
+    "    mail.tempfail. If the ledger cannot be written, nothing is released\n"
+    "    (exit 75).\n"
     "\n"
     "    With no FILE, reads one message from standard input and writes the\n"
     "    result to standard output. With FILEs, -o OUTDIR is required: each\n"
@@ -74,6 +81,9 @@ static const char usage_text[] =
     "    -q, --quarantine DIR   quarantine directory (default: the policy's\n"
     "                           mail.quarantine.dir, else $SEKISHO_STATE_DIR/quarantine,\n"
     "                           else /var/lib/sekisho/quarantine)\n"
+    "    -l, --ledger DIR       ledger for the decisions (default: the policy's\n"
+    "                           ledger.dir, else $SEKISHO_STATE_DIR/ledger; created,\n"
+    "                           with its signing key, if it does not exist)\n"
     "    -o, --output DIR       output directory for FILE arguments\n"
     "    -v, --verbose          one line per message on standard error\n"
     "    -h, --help             this text\n"
@@ -97,10 +107,13 @@ struct job {
     sanitize_result res;
     int status; /* exit code for this message */
     char id[QUARANTINE_ID_MAX];
+    char sha256[65]; /* of the original, as stored */
+    buf out;         /* the sanitized message, built before it is recorded */
+    char out_sha256[65];
 };
 
 struct opts {
-    const char *policy_path, *qdir, *outdir;
+    const char *policy_path, *qdir, *outdir, *ledger_dir;
     int verbose;
 };
 
@@ -138,7 +151,7 @@ static int store(quarantine *q, struct job *j, const uint8_t *orig, const policy
     }
     buf err;
     buf_init(&err, 4096);
-    int rc = quarantine_put(q, orig, j->size, &m, sync, j->id, &err);
+    int rc = quarantine_put_sha(q, orig, j->size, &m, sync, j->id, j->sha256, &err);
     if (rc < 0)
         fprintf(stderr, "sekisho sanitize: %s: cannot store the original: %s\n", j->name,
                 buf_cstr(&err));
@@ -147,16 +160,26 @@ static int store(quarantine *q, struct job *j, const uint8_t *orig, const policy
     return rc;
 }
 
-static int emit(struct job *j, const struct opts *o)
+/* Builds j's sanitized message into j->out (not yet released). */
+static int build(struct job *j)
 {
-    buf out;
-    buf_init(&out, BUF_UNLIMITED);
-    int rc = sanitize_finish(&j->res, j->id, &out);
-    if (rc < 0) {
-        buf_free(&out);
+    buf_init(&j->out, BUF_UNLIMITED);
+    if (sanitize_finish(&j->res, j->id, &j->out) < 0) {
+        buf_free(&j->out);
         fprintf(stderr, "sekisho sanitize: %s: out of memory\n", j->name);
         return EXIT_TEMPFAIL;
     }
+    uint8_t md[DIGEST_SHA256_LEN];
+    digest_sha256(j->out.p, j->out.len, md);
+    digest_hex(md, sizeof md, j->out_sha256);
+    return EXIT_OK;
+}
+
+/* Releases j->out (recorded in the ledger by then). */
+static int emit(struct job *j, const struct opts *o)
+{
+    buf out = j->out;
+    int rc;
     if (o->outdir == NULL) {
         rc = fileio_write_all(1, out.p, out.len);
     } else {
@@ -168,7 +191,6 @@ static int emit(struct job *j, const struct opts *o)
         else
             rc = fileio_write_atomic(path, out.p, out.len, 0640, 0);
     }
-    buf_free(&out);
     if (rc < 0) {
         fprintf(stderr, "sekisho sanitize: %s: cannot write the result: %s\n", j->name,
                 strerror(-rc));
@@ -197,6 +219,7 @@ static int worst(int a, int b)
 
 struct runner {
     const policy *pol;
+    ledger *l;               /* the decisions */
     const buf *policy_bytes; /* the worker loads the very same policy */
     quarantine *q;
     const struct opts *o;
@@ -282,7 +305,54 @@ static void process(struct runner *r, struct job *j, int sync)
     }
 }
 
-/* Processes jobs[0..n): each read, sanitized and stored; one sync; then emit. */
+/* Writes the decisions on jobs[0..n) to the ledger and commits them: for
+ * each stored original mail.received, then mail.sanitized (its output built),
+ * mail.held or mail.tempfail. failure: why the whole batch is being failed
+ * (then only mail.tempfail is written, best effort). 0 once durable. */
+static int record(struct runner *r, struct job *jobs, size_t n, const char *failure)
+{
+    static const char source[] = "sekisho sanitize";
+    buf err;
+    buf_init(&err, 4096);
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        struct job *j = &jobs[i];
+        if (j->res.from == NULL)
+            continue; /* never read (input error): nothing was decided */
+        decision_mail m = {.quarantine_id = j->id[0] ? j->id : NULL,
+                           .message_id = j->res.message_id,
+                           .from = j->res.from,
+                           .to = j->res.to,
+                           .size = j->size,
+                           .sha256 = j->sha256};
+        if (failure == NULL && j->id[0])
+            rc = decision_mail_append(r->l, source, "mail.received", &m, &err);
+        if (rc)
+            break;
+        if (failure != NULL || j->status == EXIT_TEMPFAIL) {
+            m.reason = failure ? failure : "internal or resource failure";
+            rc = decision_mail_append(r->l, source, "mail.tempfail", &m, &err);
+        } else if (j->res.verdict != SANITIZE_OK) {
+            m.reason = j->res.reason;
+            rc = decision_mail_append(r->l, source, "mail.held", &m, &err);
+        } else if (j->status == EXIT_OK) {
+            m.removed_parts = j->res.n_parts;
+            m.output_size = j->out.len;
+            m.output_sha256 = j->out_sha256;
+            rc = decision_mail_append(r->l, source, "mail.sanitized", &m, &err);
+        }
+    }
+    if (rc == 0)
+        rc = ledger_commit(r->l, &err);
+    if (rc != 0)
+        fprintf(stderr, "sekisho sanitize: cannot write the decisions to the ledger: %s\n",
+                buf_cstr(&err));
+    buf_free(&err);
+    return rc;
+}
+
+/* Processes jobs[0..n): each read, sanitized and stored; one sync; the
+ * decisions recorded; then emit. */
 static int run_batch(struct runner *r, struct job *jobs, size_t n)
 {
     int status = EXIT_OK;
@@ -295,12 +365,28 @@ static int run_batch(struct runner *r, struct job *jobs, size_t n)
         if (quarantine_sync(r->q, &err) < 0) {
             fprintf(stderr, "sekisho sanitize: cannot make the quarantine durable: %s\n",
                     buf_cstr(&err));
-            buf_free(&err);
-            for (size_t i = 0; i < n; i++)
+            for (size_t i = 0; i < n; i++) {
                 jobs[i].status = worst(jobs[i].status, EXIT_TEMPFAIL);
+                jobs[i].id[0] = 0; /* not durable: not received */
+            }
+            record(r, jobs, n, buf_cstr(&err));
+            buf_free(&err);
             return EXIT_TEMPFAIL; /* nothing of this batch is released */
         }
         buf_free(&err);
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct job *j = &jobs[i];
+        if (j->status == EXIT_OK && j->res.verdict == SANITIZE_OK)
+            j->status = build(j);
+    }
+    if (record(r, jobs, n, NULL) != 0) {
+        /* not recorded: not released */
+        for (size_t i = 0; i < n; i++) {
+            jobs[i].status = worst(jobs[i].status, EXIT_TEMPFAIL);
+            buf_free(&jobs[i].out);
+        }
+        return EXIT_TEMPFAIL;
     }
     for (size_t i = 0; i < n; i++) {
         struct job *j = &jobs[i];
@@ -310,6 +396,7 @@ static int run_batch(struct runner *r, struct job *jobs, size_t n)
             else
                 j->status = EXIT_DATAERR;
         }
+        buf_free(&j->out);
         report(j, r->o);
         status = worst(status, j->status);
     }
@@ -319,14 +406,18 @@ static int run_batch(struct runner *r, struct job *jobs, size_t n)
 int cmd_sanitize(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"policy", required_argument, NULL, 'p'}, {"quarantine", required_argument, NULL, 'q'},
-        {"output", required_argument, NULL, 'o'}, {"verbose", no_argument, NULL, 'v'},
-        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+        {"policy", required_argument, NULL, 'p'},
+        {"quarantine", required_argument, NULL, 'q'},
+        {"output", required_argument, NULL, 'o'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"ledger", required_argument, NULL, 'l'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     struct opts o = {0};
     int ch;
     optind = 1;
-    while ((ch = getopt_long(argc, argv, "p:q:o:vh", longopts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "p:q:o:l:vh", longopts, NULL)) != -1) {
         switch (ch) {
         case 'p':
             o.policy_path = optarg;
@@ -336,6 +427,9 @@ int cmd_sanitize(int argc, char **argv)
             break;
         case 'o':
             o.outdir = optarg;
+            break;
+        case 'l':
+            o.ledger_dir = optarg;
             break;
         case 'v':
             o.verbose = 1;
@@ -382,8 +476,19 @@ int cmd_sanitize(int argc, char **argv)
         buf_free(&policy_bytes);
         return EXIT_TEMPFAIL;
     }
+    buf_reset(&err);
+    ledger *l = decision_ledger_open(pol, o.ledger_dir, &err);
+    if (l == NULL) {
+        fprintf(stderr, "sekisho sanitize: ledger %s: %s\n",
+                o.ledger_dir ? o.ledger_dir : pol->ledger.dir, buf_cstr(&err));
+        buf_free(&err);
+        quarantine_close(q);
+        policy_free(pol);
+        buf_free(&policy_bytes);
+        return EXIT_TEMPFAIL;
+    }
     buf_free(&err);
-    struct runner r = {.pol = pol, .policy_bytes = &policy_bytes, .q = q, .o = &o};
+    struct runner r = {.pol = pol, .l = l, .policy_bytes = &policy_bytes, .q = q, .o = &o};
     buf_init(&r.reply, BUF_UNLIMITED);
     buf_init(&r.why, 4096);
     int status = EXIT_OK;
@@ -415,6 +520,9 @@ int cmd_sanitize(int argc, char **argv)
         fprintf(stderr, "sekisho sanitize: %s\n", buf_cstr(&err));
         status = EXIT_TEMPFAIL;
     }
+    buf_reset(&err);
+    if (ledger_close(l, &err) != 0)
+        msg_warn("ledger: %s (the decisions were already committed)", buf_cstr(&err));
     buf_free(&err);
     quarantine_close(q);
     policy_free(pol);

@@ -682,6 +682,9 @@ def main():
         return 64
     sekisho, srcdir, mode = sys.argv[1:]
     work = tempfile.mkdtemp(prefix="sekisho-corpus-")
+    # the ledger of the decisions (and anything else under the state
+    # directory) goes into the test's own directory
+    os.environ["SEKISHO_STATE_DIR"] = os.path.join(work, "state")
     try:
         {"composed": mode_composed, "python-email": mode_python_email, "nodemailer": mode_nodemailer,
          "neomutt": mode_neomutt, "worker-fault": mode_worker_fault, "worker-hang": mode_worker_hang,

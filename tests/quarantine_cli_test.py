@@ -376,6 +376,67 @@ def run_tests(sekisho, work):
         check("purge-delete-again-empty", got == (set(), 0), "removed %r (count %d)" % got)
     originals_intact("after-second-delete", ("keep-90", "keep-30"))
 
+    check_ledger(cli, stored, work)
+
+
+def check_ledger(cli, stored, work):
+    """Every decision of the runs above is in the ledger (under
+    $SEKISHO_STATE_DIR), the ledger verifies, and a ledger that cannot be
+    written stops a release or a deletion before anything is given out."""
+    def ledger(args):
+        return subprocess.run([cli.sekisho, "ledger"] + args, capture_output=True, env=cli.env,
+                              timeout=120)
+    r = ledger(["cat"])
+    if not check("ledger-cat", r.returncode == 0, r.stderr.decode(errors="replace")):
+        return
+    entries = [json.loads(line) for line in r.stdout.decode("utf-8").splitlines()]
+    by_type = {}
+    for e in entries:
+        by_type.setdefault(e["type"], []).append(e)
+    ids = {s["id"] for s in stored.values()}
+    received = {e["fields"]["quarantine_id"]: e["fields"] for e in by_type.get("mail.received", [])}
+    check("ledger-received", set(received) == ids and all(
+        received[s["id"]]["sha256"] == hashlib.sha256(s["original"]).hexdigest() and
+        received[s["id"]]["size"] == len(s["original"]) for s in stored.values()),
+          "mail.received: %r" % received)
+    sanitized = [e["fields"] for e in by_type.get("mail.sanitized", [])]
+    check("ledger-sanitized", {f["quarantine_id"] for f in sanitized} == ids and all(
+        f["removed_parts"] == len(s["attachments"]) for s in stored.values()
+        for f in sanitized if f["quarantine_id"] == s["id"]), "mail.sanitized: %r" % sanitized)
+    released = [e for e in by_type.get("quarantine.released", [])]
+    check("ledger-released", {e["fields"]["quarantine_id"] for e in released} == ids and all(
+        e["source"] == "sekisho quarantine" and "uid" in e["fields"] for e in released),
+          "quarantine.released: %r" % released)
+    purged = {e["fields"]["quarantine_id"] for e in by_type.get("quarantine.purged", [])}
+    check("ledger-purged", purged == {stored["expire-a"]["id"], stored["expire-b"]["id"]},
+          "quarantine.purged: %r" % purged)
+    # the --delete whose list could not be written (/dev/full): recorded, then
+    # its failure recorded
+    failed = by_type.get("quarantine.purge_failed", [])
+    check("ledger-purge-failed", len(failed) == 1 and failed[0]["fields"]["removed"] == 0 and
+          "nothing was removed" in failed[0]["fields"]["reason"], "purge_failed: %r" % failed)
+    r = ledger(["verify"])
+    check("ledger-verify", r.returncode == 0, r.stdout.decode(errors="replace") +
+          r.stderr.decode(errors="replace"))
+
+    # A ledger that cannot be written: nothing given out, exit 75.
+    bad = ["-l", "/dev/null/ledger"]
+    keep = stored["keep-90"]
+    r = cli.run(["get", keep["id"]] + bad)
+    err = r.stderr.decode("utf-8", errors="replace")
+    check("ledger-unwritable-get", r.returncode == 75 and r.stdout == b"" and
+          "cannot open the ledger" in err, "exit %d, stdout %d bytes, %r" % (
+              r.returncode, len(r.stdout), err))
+    r = cli.run(["purge", "--delete"] + bad, faketime="+400d")
+    err = r.stderr.decode("utf-8", errors="replace")
+    check("ledger-unwritable-purge", r.returncode == 75 and len(cli.list_rows() or []) == 2,
+          "exit %d, %r, rows %r" % (r.returncode, err, cli.list_rows()))
+    r = subprocess.run([cli.sekisho, "sanitize", "-q", cli.qdir] + bad, input=keep["original"],
+                       capture_output=True, env=cli.env, timeout=120)
+    err = r.stderr.decode("utf-8", errors="replace")
+    check("ledger-unwritable-sanitize", r.returncode == 75 and r.stdout == b"",
+          "exit %d, stdout %d bytes, %r" % (r.returncode, len(r.stdout), err))
+
 
 if __name__ == "__main__":
     sys.exit(main())

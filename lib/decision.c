@@ -1,0 +1,184 @@
+/*
+ * decision - decision records in the ledger. See decision.h.
+ */
+#include "decision.h"
+
+#include "jcs.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* Length of the UTF-8 sequence at p[0..n) (RFC 3629: no overlongs, no
+ * surrogates, nothing past U+10FFFF), or 0 when it is not one. */
+static size_t utf8_seq(const unsigned char *p, size_t n)
+{
+    unsigned c = p[0];
+    size_t len;
+    unsigned lo = 0x80, hi = 0xBF;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xC2 && c <= 0xDF)
+        len = 2;
+    else if (c >= 0xE0 && c <= 0xEF) {
+        len = 3;
+        if (c == 0xE0)
+            lo = 0xA0;
+        if (c == 0xED)
+            hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        len = 4;
+        if (c == 0xF0)
+            lo = 0x90;
+        if (c == 0xF4)
+            hi = 0x8F;
+    } else
+        return 0;
+    if (n < len || p[1] < lo || p[1] > hi)
+        return 0;
+    for (size_t i = 2; i < len; i++)
+        if (p[i] < 0x80 || p[i] > 0xBF)
+            return 0;
+    return len;
+}
+
+void decision_json_str(buf *out, const char *s)
+{
+    const unsigned char *p = (const unsigned char *)(s ? s : "");
+    size_t n = strlen((const char *)p), at = out->len;
+    if (jcs_put_string(out, (const char *)p, n) == 0 || out->err)
+        return;
+    /* not UTF-8: the same with each stray byte as U+FFFD */
+    buf_truncate(out, at);
+    buf clean;
+    buf_init(&clean, 3 * n + 1);
+    for (size_t i = 0; i < n;) {
+        size_t len = utf8_seq(p + i, n - i);
+        if (len == 0) {
+            buf_puts(&clean, "\xEF\xBF\xBD"); /* U+FFFD */
+            i++;
+        } else {
+            buf_append(&clean, p + i, len);
+            i += len;
+        }
+    }
+    jcs_put_string(out, clean.p ? (const char *)clean.p : "", clean.len);
+    buf_free(&clean);
+}
+
+static void key(buf *out, int *first, const char *k)
+{
+    if (!*first)
+        buf_putc(out, ',');
+    *first = 0;
+    decision_json_str(out, k);
+    buf_putc(out, ':');
+}
+
+static void str_field(buf *out, int *first, const char *k, const char *v)
+{
+    if (v == NULL)
+        return;
+    key(out, first, k);
+    decision_json_str(out, v);
+}
+
+static void num_field(buf *out, int *first, const char *k, uint64_t v)
+{
+    key(out, first, k);
+    buf_printf(out, "%" PRIu64, v);
+}
+
+int decision_mail_fields(const char *type, const decision_mail *m, buf *out)
+{
+    if (type == NULL || m == NULL)
+        return -EINVAL;
+    int first = 1;
+    buf_putc(out, '{');
+    if (strcmp(type, "mail.received") == 0 || strcmp(type, "mail.passed") == 0) {
+        int received = type[5] == 'r';
+        if (received)
+            str_field(out, &first, "quarantine_id", m->quarantine_id);
+        str_field(out, &first, "message_id", m->message_id);
+        str_field(out, &first, "from", m->from);
+        str_field(out, &first, "to", m->to);
+        if (m->rcpt != NULL) {
+            key(out, &first, "rcpt");
+            buf_putc(out, '[');
+            for (size_t i = 0; i < m->n_rcpt; i++) {
+                if (i)
+                    buf_putc(out, ',');
+                decision_json_str(out, m->rcpt[i]);
+            }
+            buf_putc(out, ']');
+        }
+        str_field(out, &first, "client_addr", m->client_addr);
+        str_field(out, &first, "zone", m->zone);
+        if (received) {
+            num_field(out, &first, "size", m->size);
+            str_field(out, &first, "sha256", m->sha256);
+        }
+    } else if (strcmp(type, "mail.sanitized") == 0) {
+        str_field(out, &first, "quarantine_id", m->quarantine_id);
+        str_field(out, &first, "message_id", m->message_id);
+        num_field(out, &first, "removed_parts", m->removed_parts);
+        num_field(out, &first, "output_size", m->output_size);
+        str_field(out, &first, "output_sha256", m->output_sha256);
+    } else if (strcmp(type, "mail.held") == 0 || strcmp(type, "mail.tempfail") == 0) {
+        str_field(out, &first, "quarantine_id", m->quarantine_id);
+        str_field(out, &first, "message_id", m->message_id);
+        str_field(out, &first, "reason", m->reason ? m->reason : "");
+    } else {
+        return -EINVAL;
+    }
+    buf_putc(out, '}');
+    return out->err ? out->err : 0;
+}
+
+int decision_mail_append(ledger *l, const char *source, const char *type, const decision_mail *m,
+                         buf *err)
+{
+    buf f;
+    buf_init(&f, LEDGER_MAX_ENTRY);
+    uint64_t index = 0;
+    int rc = decision_mail_fields(type, m, &f);
+    if (rc == 0)
+        rc = ledger_append(l, type, source, f.p, f.len, &index, err);
+    else if (err)
+        buf_printf(err, "%s: %s", type, rc == -EINVAL ? "unknown decision type" : "too large");
+    buf_free(&f);
+    return rc;
+}
+
+ledger *decision_ledger_open(const policy *pol, const char *dir, buf *err)
+{
+    ledger_opts lo;
+    memset(&lo, 0, sizeof lo);
+    lo.dir = dir ? dir : pol->ledger.dir;
+    lo.key_file = pol->ledger.key_file;
+    lo.checkpoint_entries = pol->ledger.checkpoint_entries;
+    lo.checkpoint_ms = pol->ledger.checkpoint_interval_ms;
+    lo.period = pol->ledger.segment_daily ? LEDGER_DAILY : LEDGER_MONTHLY;
+    char marker[PATH_MAX];
+    struct stat st;
+    if (snprintf(marker, sizeof marker, "%s/ledger.json", lo.dir) >= (int)sizeof marker) {
+        if (err)
+            buf_printf(err, "%s: path too long", lo.dir);
+        errno = ENAMETOOLONG;
+        return NULL;
+    }
+    if (stat(marker, &st) != 0 && errno == ENOENT) {
+        char pub[2 * LEDGER_PUBKEY_LEN + 1];
+        buf ierr;
+        buf_init(&ierr, 4096);
+        if (ledger_init(&lo, pub, &ierr) == 0)
+            fprintf(stderr, "sekisho: 台帳を作成しました / created the ledger %s (public key %s)\n",
+                    lo.dir, pub);
+        /* else: another process may have created it first; open says */
+        buf_free(&ierr);
+    }
+    return ledger_open(&lo, 1, err);
+}
