@@ -61,6 +61,17 @@ typedef struct policy_ledger {
     int segment_daily;               /* segment: monthly (0, default) | daily (1) */
     uint64_t retention_days;         /* segments kept this long after their period; 0 = forever */
 } policy_ledger;
+/* records: the policy's record types (sekisho record, docs/LEDGER.md). A
+ * records: section in the file replaces the built-in set. */
+typedef struct policy_record_type {
+    char *type;      /* e.g. "入退室" */
+    char **required; /* field names that must be given */
+    size_t n_required;
+    char **optional; /* field names that may be given */
+    size_t n_optional;
+    int extra_fields; /* 1: other field names are accepted too */
+} policy_record_type;
+
 /* gateway: (sekisho-milter) */
 typedef struct policy_daemon_zone {
     char *daemon; /* Postfix's {daemon_name} (milter_macro_daemon_name) */
@@ -99,7 +110,9 @@ typedef struct policy {
     char *quarantine_dir; /* default <state_dir>/quarantine */
     policy_mail mail;
     policy_ledger ledger;
-    policy_gateway gateway; /* sekisho-milter */
+    policy_gateway gateway;           /* sekisho-milter */
+    policy_record_type *record_types; /* records: */
+    size_t n_record_types;
 } policy;
 
 /* Built-in defaults. Never NULL (calls msg_fatal on out of memory). */
@@ -121,6 +134,9 @@ void policy_free(policy *p);
 
 /* 1 if domain (case-insensitive, exact or a subdomain) is internal. */
 int policy_domain_is_internal(const policy *p, const char *domain);
+
+/* The record type named type, or NULL. */
+const policy_record_type *policy_record_type_find(const policy *p, const char *type);
 
 /* gateway: (sekisho-milter) ------------------------------------------------ */
 /* The zone whose networks hold addr (an IPv4 or IPv6 address as text; an
