@@ -32,5 +32,6 @@ int cmd_sanitize(int argc, char **argv);
 int cmd_quarantine(int argc, char **argv);
 int cmd_ledger(int argc, char **argv);
 int cmd_record(int argc, char **argv);
+int cmd_syslogd(int argc, char **argv);
 
 #endif
