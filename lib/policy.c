@@ -889,6 +889,39 @@ const policy_record_type *policy_record_type_find(const policy *p, const char *t
 
 /* ---- end of records: ---------------------------------------------------------- */
 
+/* ---- intake: (sekisho syslogd) -------------------------------------------------- */
+
+#define IN(f) offsetof(policy, intake.f)
+static const field intake_fields[] = {
+    {"unix", T_PATH, IN(unix_socket), 0, 0, 0, NULL, NULL, 0},
+    {"udp", T_TEXT, IN(udp), 0, 0, 64, NULL, NULL, 0},
+    {"tcp", T_TEXT, IN(tcp), 0, 0, 64, NULL, NULL, 0},
+    {"max_message_size", T_SIZE, IN(max_message_bytes), 0, 2048, 65536, NULL, NULL, 0},
+    {"max_connections", T_COUNT, IN(max_connections), 0, 1, 4096, NULL, NULL, 0},
+    {"rate", T_COUNT, IN(rate), 0, 0, 100000000, NULL, NULL, 0},
+};
+#undef IN
+static const section intake_section = {"intake", intake_fields, NFIELDS(intake_fields), 0, NULL};
+
+static void intake_defaults(policy *p)
+{
+    p->intake.unix_socket = NULL;
+    p->intake.udp = xstrdup("127.0.0.1:514");
+    p->intake.tcp = xstrdup("127.0.0.1:601");
+    p->intake.max_message_bytes = 8192;
+    p->intake.max_connections = 64;
+    p->intake.rate = 20000;
+}
+
+static void intake_free(policy *p)
+{
+    free(p->intake.unix_socket);
+    free(p->intake.udp);
+    free(p->intake.tcp);
+}
+
+/* ---- end of intake: ------------------------------------------------------------- */
+
 static const field top_fields[] = {
     {"organization", T_SECTION, 0, 0, 0, 0, &organization_section, NULL, 0},
     {"state_dir", T_PATH, offsetof(policy, state_dir), 0, 0, 0, NULL, NULL, 0},
@@ -901,6 +934,7 @@ static const field top_fields[] = {
     {"gateway", T_SECTION, 0, 0, 0, 0, &gateway_section, NULL, 0},
     {"ledger", T_SECTION, 0, 0, 0, 0, &ledger_section, NULL, 0},
     /* Sections of later issues: an error until they are implemented. */
+    {"intake", T_SECTION, 0, 0, 0, 0, &intake_section, NULL, 0},
     {"records", T_LIST, offsetof(policy, record_types), offsetof(policy, n_record_types), 0, 0,
      &record_type_section, NULL, 0},
     {"fim", T_UNSUPPORTED, 0, 0, 0, 0, NULL, NULL, 0},
@@ -1619,6 +1653,7 @@ policy *policy_default(void)
     p->ledger.retention_days = 0;
     gateway_defaults(p);
     records_defaults(p);
+    intake_defaults(p);
     return p;
 }
 
@@ -1646,6 +1681,7 @@ void policy_free(policy *p)
     free(p->ledger.key_file);
     gateway_free(p);
     records_free(p);
+    intake_free(p);
     free(p);
 }
 

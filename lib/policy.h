@@ -72,6 +72,15 @@ typedef struct policy_record_type {
     int extra_fields; /* 1: other field names are accepted too */
 } policy_record_type;
 
+/* intake: sekisho syslogd's listeners and limits (docs/LEDGER.md §16). */
+typedef struct policy_intake {
+    char *unix_socket;          /* datagram socket path; NULL: none */
+    char *udp, *tcp;            /* "ADDR:PORT" (IPv4); default 127.0.0.1:514 and :601 */
+    uint64_t max_message_bytes; /* default 8192 (2048..65536) */
+    uint64_t max_connections;   /* TCP, default 64 */
+    uint64_t rate;              /* messages/s per source, burst 2x; 0 = none; default 20000 */
+} policy_intake;
+
 /* gateway: (sekisho-milter) */
 typedef struct policy_daemon_zone {
     char *daemon; /* Postfix's {daemon_name} (milter_macro_daemon_name) */
@@ -111,6 +120,7 @@ typedef struct policy {
     policy_mail mail;
     policy_ledger ledger;
     policy_gateway gateway;           /* sekisho-milter */
+    policy_intake intake;             /* sekisho syslogd */
     policy_record_type *record_types; /* records: */
     size_t n_record_types;
 } policy;

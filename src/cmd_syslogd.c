@@ -57,8 +57,9 @@ static const char help_syslogd[] =
     "    together. Oversized messages, connections over the limit and messages over a\n"
     "    source's rate (token bucket) are dropped and counted, and the counts are\n"
     "    appended as syslog.dropped entries. Runs in the foreground; SIGTERM commits\n"
-    "    what was received and exits. Without --unix/--udp/--tcp it listens on UDP\n"
-    "    127.0.0.1:514 and TCP 127.0.0.1:601 (loopback only).\n"
+    "    what was received and exits. Without --unix/--udp/--tcp it listens where the\n"
+    "    policy's intake: says (default UDP 127.0.0.1:514 and TCP 127.0.0.1:601,\n"
+    "    loopback only); the limits also default to intake:'s.\n"
     "\n"
     "オプション / OPTIONS\n"
     "    --unix PATH           unix データグラムソケット / unix datagram socket (mode 0660)\n"
@@ -68,7 +69,8 @@ static const char help_syslogd[] =
     "    --max-connections N   TCP 接続の上限 / TCP connections (default 64)\n"
     "    --rate N              送信元ごとの毎秒の件数 / messages per second per source\n"
     "                          (burst 2N; default 20000; 0 = no limit)\n"
-    "    -p, -l, -k            ポリシー、台帳、署名鍵 / policy, ledger, key (as ledger)\n"
+    "    -p, -l, -k            ポリシー（intake:, ledger:）、台帳、署名鍵 / policy (intake:,\n"
+    "                          ledger:), ledger, key (as sekisho ledger)\n"
     "    -h, --help            この説明 / this manual\n"
     "\n"
     "終了ステータス / EXIT STATUS\n"
@@ -365,7 +367,7 @@ int cmd_syslogd(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     const char *pfile = NULL, *dir = NULL, *key = NULL, *unix_path = NULL, *udp = NULL, *tcp = NULL;
-    long max_msg = 8192, max_conn = 64, rate = 20000;
+    long max_msg = -1, max_conn = -1, rate = -1; /* -1: the policy's intake: */
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "+p:l:k:h", lo, NULL)) != -1) {
@@ -420,19 +422,36 @@ int cmd_syslogd(int argc, char **argv)
         fprintf(stderr, "sekisho syslogd: 引数は不要です / no arguments expected\n");
         return EXIT_USAGE;
     }
-    if (!unix_path && !udp && !tcp) {
-        udp = "127.0.0.1:514";
-        tcp = "127.0.0.1:601";
-    }
     policy *pol = cli_load_policy(pfile);
     int status = EXIT_OK;
-    int lfd[3] = {-1, -1, -1}; /* unix, udp, tcp */
+    int from_policy = !unix_path && !udp && !tcp;
+    if (from_policy) {
+        unix_path = pol->intake.unix_socket;
+        udp = pol->intake.udp && *pol->intake.udp ? pol->intake.udp : NULL;
+        tcp = pol->intake.tcp && *pol->intake.tcp ? pol->intake.tcp : NULL;
+        if (!unix_path && !udp && !tcp) {
+            fprintf(stderr,
+                    "%s: intake: 受信する場所がありません / no listener (unix, udp and tcp "
+                    "are all empty)\n",
+                    pol->source);
+            policy_free(pol);
+            return EXIT_CONFIG;
+        }
+    }
+    if (max_msg < 0)
+        max_msg = (long)pol->intake.max_message_bytes;
+    if (max_conn < 0)
+        max_conn = (long)pol->intake.max_connections;
+    if (rate < 0)
+        rate = (long)pol->intake.rate;
+    int lfd[3] = {-1, -1, -1};                        /* unix, udp, tcp */
+    int bad = from_policy ? EXIT_CONFIG : EXIT_USAGE; /* an address that does not parse */
     if (unix_path && (lfd[0] = listen_unix(unix_path)) < 0)
-        status = lfd[0] == -2 ? EXIT_USAGE : 71;
+        status = lfd[0] == -2 ? bad : 71;
     if (status == EXIT_OK && udp && (lfd[1] = listen_on(SOCK_DGRAM, udp)) < 0)
-        status = lfd[1] == -2 ? EXIT_USAGE : 71;
+        status = lfd[1] == -2 ? bad : 71;
     if (status == EXIT_OK && tcp && (lfd[2] = listen_on(SOCK_STREAM, tcp)) < 0)
-        status = lfd[2] == -2 ? EXIT_USAGE : 71;
+        status = lfd[2] == -2 ? bad : 71;
     state *s = xcalloc(1, sizeof *s);
     buf_init(&s->fields, (size_t)SYSLOGMSG_MAX * 3);
     buf_init(&s->err, 8192);

@@ -145,6 +145,11 @@ static void test_examples(void)
         CHECK(policy_record_type_find(d, "入退室") != NULL);
         CHECK_INT(policy_record_type_find(d, "入退室")->n_required, 5);
         CHECK(policy_record_type_find(d, "出張") == NULL);
+        CHECK_STR(d->intake.tcp, "127.0.0.1:601");
+        CHECK_INT(d->intake.max_message_bytes, 8192);
+        CHECK_STR(p->intake.udp, "127.0.0.1:514");
+        CHECK_INT(p->intake.max_message_bytes, 8192);
+        CHECK_INT(p->intake.rate, 20000);
         policy_free(d);
         CHECK_INT(p->n_confidentiality_levels, 3);
         CHECK_STR(p->confidentiality_levels[0], "機密性3");
@@ -358,6 +363,8 @@ static void test_errors(void)
         {"audit: {}\n", 1, "audit: this section is not supported by this version of sekisho yet"},
         {"fim: []\n", 1, "fim: this section is not supported"},
         {"records: x\n", 1, "records: expected a sequence of mappings"},
+        {"intake:\n  max_message_size: 1KB\n", 2, "intake.max_message_size: "},
+        {"intake:\n  unix: rel/path\n", 2, "intake.unix: 'rel/path' must be an absolute path"},
         {"records:\n  - required: [a]\n", 2, "records[0]: missing required key 'type'"},
         {"records:\n  - type: t\n    required: [a, a]\n", 3,
          "records[0].required[1]: 'a' is listed twice"},

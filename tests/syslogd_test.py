@@ -182,6 +182,39 @@ def test_load(tmp):
         len(want), dt, len(want) / dt))
 
 
+def test_policy(tmp):
+    """intake: gives the listeners and limits; a bad address is a policy error."""
+    port = free_port()
+    pol = os.path.join(tmp, "p.yaml")
+    with open(pol, "w") as f:
+        f.write("ledger:\n  dir: %s/pl\n  key_file: %s/pl.key\nintake:\n  udp: ''\n"
+                "  tcp: 127.0.0.1:%d\n  max_message_size: 4096\n" % (tmp, tmp, port))
+    subprocess.run([SEKISHO, "ledger", "init", "-p", pol], check=True, capture_output=True)
+    p = subprocess.Popen([SEKISHO, "syslogd", "-p", pol], stderr=subprocess.PIPE)
+    line = p.stderr.readline().decode()
+    check(("tcp 127.0.0.1:%d" % port) in line and "udp" not in line, "listens as intake: says: " + line)
+    t = socket.create_connection(("127.0.0.1", port))
+    t.sendall(b"<13>1 - - pol - - - " + b"a" * 4000 + b"\n<13>1 - - pol - - - " + b"b" * 4100 + b"\n")
+    t.close()
+    time.sleep(0.5)
+    p.send_signal(signal.SIGTERM)
+    p.stderr.read()
+    p.wait(60)
+    p.stderr.close()
+    out = subprocess.run([SEKISHO, "ledger", "cat", "-p", pol], capture_output=True).stdout.decode()
+    es = [json.loads(x) for x in out.splitlines()]
+    check(p.returncode == 0 and [e["type"] for e in es] == ["syslog", "syslog.dropped"]
+          and es[1]["fields"]["oversized"] == 1, "max_message_size from intake: %r" % [e["type"] for e in es])
+    with open(pol, "w") as f:
+        f.write("intake:\n  tcp: localhost:601\n")
+    q = subprocess.run([SEKISHO, "syslogd", "-p", pol], capture_output=True, timeout=30)
+    check(q.returncode == 78 and b"localhost:601" in q.stderr, "bad intake.tcp: %d %s" % (q.returncode, q.stderr))
+    with open(pol, "w") as f:
+        f.write("intake:\n  max_message_size: 1024\n")
+    q = subprocess.run([SEKISHO, "syslogd", "-p", pol], capture_output=True, timeout=30)
+    check(q.returncode == 78 and b"intake.max_message_size" in q.stderr, "range: %s" % q.stderr)
+
+
 def main():
     if shutil.which("logger") is None:
         print("logger (util-linux) not installed: skipped")
@@ -189,6 +222,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="syslogd-test.")
     try:
         test_logger_and_limits(tmp)
+        test_policy(tmp)
         test_load(tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
