@@ -686,11 +686,24 @@ struct ledger {
     buf lvl_buf[MAX_LEVELS];
     int off_fd;
     buf off_buf;
-    /* staged */
+    /* staged: serialized with provisional indices stage_base + i; the
+     * commit re-serializes them if other writers committed in between */
     buf stage;
     size_t nstage, capstage;
     uint8_t (*stage_leaf)[32];
-    uint64_t *stage_off;
+    uint64_t *stage_off;  /* where entry i starts in stage */
+    uint64_t *stage_ipos; /* where its index digits start in stage */
+    uint64_t stage_base;
+    char stage_period[16];
+    /* several writers: the flock is held only inside a transaction */
+    int in_tx, need_pending;
+    uint64_t gen;     /* lock record generation this handle last saw or wrote */
+    uint64_t ck_size; /* bytes of checkpoints.jsonl */
+    struct imap {
+        uint64_t staged, index, count;
+    } * imap; /* provisional -> final indices since the last explicit commit */
+    size_t nimap, capimap;
+    int imap_reset;
     /* heads */
     int ck_fd;
     ledger_sth last;
@@ -767,6 +780,8 @@ static void handle_free(ledger *l)
     buf_free(&l->sq);
     free(l->stage_leaf);
     free(l->stage_off);
+    free(l->stage_ipos);
+    free(l->imap);
     free(l->segs);
     sodium_memzero(l->sk, sizeof l->sk);
     free(l->dir);
@@ -1258,6 +1273,10 @@ static int stage_grow(ledger *l)
     if (no == NULL)
         return -ENOMEM;
     l->stage_off = no;
+    uint64_t *ni = realloc(l->stage_ipos, nc * sizeof *ni);
+    if (ni == NULL)
+        return -ENOMEM;
+    l->stage_ipos = ni;
     l->capstage = nc;
     return 0;
 }
@@ -1350,35 +1369,113 @@ static int rescan(ledger *l, size_t si, uint64_t off, recovery *rec, buf *err)
     return flush_derived(l, err);
 }
 
-static int writer_open(ledger *l, buf *err)
+/*
+ * Several writers. Each writer process (or handle) holds the flock on "lock"
+ * only for one transaction: a commit (write + fdatasync + derived files + a
+ * head if due), a checkpoint, an open's recovery or a prune. The lock file
+ * holds a small record written under the lock (never synced: it only has to
+ * survive the death of a process, not of the machine, and every open after a
+ * reboot recovers from the files themselves):
+ *     "SKLOCK01", gen, entries, first index of the last segment,
+ *     bytes of the last segment, bytes of checkpoints.jsonl   (u64 LE each)
+ * gen is odd while a transaction is under way. A writer that takes the lock
+ * and finds gen odd knows the previous holder died inside a transaction and
+ * runs the same recovery as an open (cut and record a torn tail, rebuild the
+ * derived files after the last signed head). If gen is even but not the one
+ * it wrote last, another writer committed: it reloads its state (entries,
+ * frontier, segment, last head) from the files, after checking that they are
+ * exactly as the record says (else: the full recovery).
+ */
+#define LOCKREC_MAGIC "SKLOCK01"
+#define LOCKREC_LEN   48
+#define NO_SEGMENT    UINT64_MAX
+
+typedef struct lockrec {
+    uint64_t gen, n, seg_start, seg_size, ck_size;
+} lockrec;
+
+/* 1 with *r filled, 0 when the file holds no record (new or old ledger). */
+static int lock_read(ledger *l, lockrec *r, buf *err)
 {
-    char path[PATH_MAX];
-    path_join(path, sizeof path, l->dir, "lock");
-    l->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
-    if (l->lock_fd < 0) {
-        errf(err, "%s: %s", path, strerror(errno));
+    uint8_t b[LOCKREC_LEN];
+    ssize_t got;
+    do
+        got = pread(l->lock_fd, b, sizeof b, 0);
+    while (got < 0 && errno == EINTR);
+    if (got < 0) {
+        errf(err, "%s/lock: %s", l->dir, strerror(errno));
         return -errno;
     }
-    if (flock(l->lock_fd, LOCK_EX | LOCK_NB) < 0) {
-        int e = errno;
-        errf(err,
-             "台帳は別のプロセスが書き込み中です / another process is writing this ledger (%s)",
-             e == EWOULDBLOCK ? "locked" : strerror(e));
-        return e == EWOULDBLOCK ? -EBUSY : -e;
+    if (got != LOCKREC_LEN || memcmp(b, LOCKREC_MAGIC, 8) != 0)
+        return 0;
+    r->gen = get_le64(b + 8);
+    r->n = get_le64(b + 16);
+    r->seg_start = get_le64(b + 24);
+    r->seg_size = get_le64(b + 32);
+    r->ck_size = get_le64(b + 40);
+    return 1;
+}
+
+static int lock_write(ledger *l, const lockrec *r, buf *err)
+{
+    uint8_t b[LOCKREC_LEN];
+    memcpy(b, LOCKREC_MAGIC, 8);
+    le64(r->gen, b + 8);
+    le64(r->n, b + 16);
+    le64(r->seg_start, b + 24);
+    le64(r->seg_size, b + 32);
+    le64(r->ck_size, b + 40);
+    ssize_t w;
+    do
+        w = pwrite(l->lock_fd, b, sizeof b, 0);
+    while (w < 0 && errno == EINTR);
+    if (w != (ssize_t)sizeof b) {
+        int e = w < 0 ? errno : EIO;
+        errf(err, "%s/lock: %s", l->dir, strerror(e));
+        return -e;
     }
-    if (l->key_file == NULL) {
-        errf(err, "署名鍵の場所がありません / no signing key path given");
-        return -EINVAL;
-    }
-    uint8_t kpk[32];
-    int rc = load_key(l->key_file, kpk, l->sk, err);
-    if (rc < 0)
-        return rc;
-    if (memcmp(kpk, l->pk, 32) != 0) {
-        errf(err, "%s: この台帳の鍵ではありません / this key does not belong to this ledger",
-             l->key_file);
-        return -EPERM;
-    }
+    return 0;
+}
+
+static void state_reset(ledger *l)
+{
+    if (l->seg_fd >= 0)
+        close(l->seg_fd);
+    l->seg_fd = -1;
+    l->seg_size = 0;
+    free(l->segs);
+    l->segs = NULL;
+    l->nseg = 0;
+    memset(l->fr, 0, sizeof l->fr);
+    l->n = 0;
+    for (int k = 0; k < MAX_LEVELS; k++)
+        buf_reset(&l->lvl_buf[k]);
+    buf_reset(&l->off_buf);
+}
+
+/* The frontier of the first n leaves from the stored subtree hashes. */
+static int load_frontier(ledger *l, uint64_t n, buf *err)
+{
+    memset(l->fr, 0, sizeof l->fr);
+    for (int k = 0; k < MAX_LEVELS; k++)
+        if ((n >> k) & 1) {
+            int rc = read_node(l, k, (n >> k) - 1, l->fr[k], err);
+            if (rc < 0)
+                return rc;
+        }
+    l->n = n;
+    return 0;
+}
+
+/* What an open does: trust the last signed head (after checking the stored
+ * root against it), cut the derived files to it, re-read the entries after
+ * it, cut and save a torn tail. Recoveries are staged in recovered/ *.pending
+ * and reported to notes; record_pending() appends them. */
+static int full_reload(ledger *l, buf *err)
+{
+    char path[PATH_MAX];
+    int rc;
+    state_reset(l);
     recovery hrec = {0}, erec = {0};
     rc = open_heads(l, &hrec, err);
     if (rc < 0)
@@ -1457,12 +1554,13 @@ static int writer_open(ledger *l, buf *err)
             return rc;
     }
     path_join(path, sizeof path, l->dir, "checkpoints.jsonl");
-    l->ck_fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+    if (l->ck_fd < 0)
+        l->ck_fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
     if (l->ck_fd < 0) {
         errf(err, "%s: %s", path, strerror(errno));
         return -errno;
     }
-    l->writable = 1;
+    l->ck_size = file_size(path);
     recovery *recs[2] = {&hrec, &erec};
     for (int i = 0; i < 2; i++) {
         recovery *r = recs[i];
@@ -1474,10 +1572,178 @@ static int writer_open(ledger *l, buf *err)
              "tail of %" PRIu64 " bytes at byte %" PRIu64 " (saved as %s); recorded in the ledger",
              r->file, r->bytes, r->offset, r->saved, r->bytes, r->offset, r->saved);
     }
+    return 0;
+}
+
+/* Another writer committed cleanly: take its state from the files, which
+ * must be exactly as its lock record says. 1: they are not (recover). */
+static int incremental_reload(ledger *l, const lockrec *r, buf *err)
+{
+    char path[PATH_MAX];
+    path_join(path, sizeof path, l->dir, "tree/offsets");
+    if (file_size(path) != r->n * 8)
+        return 1;
+    level_path(l, 0, path, sizeof path);
+    if (file_size(path) != r->n * 32)
+        return 1;
+    segment *segs;
+    size_t nseg;
+    int rc = list_segments(l->dir, &segs, &nseg, NULL, err);
+    if (rc < 0)
+        return rc;
+    if (nseg == 0 ? r->seg_start != NO_SEGMENT : segs[nseg - 1].start != r->seg_start) {
+        free(segs);
+        return 1;
+    }
+    int reopen = nseg > 0 && (l->nseg == 0 || l->seg_fd < 0 ||
+                              strcmp(l->segs[l->nseg - 1].name, segs[nseg - 1].name) != 0);
+    free(l->segs);
+    l->segs = segs;
+    l->nseg = nseg;
+    if (reopen) {
+        if (l->seg_fd >= 0)
+            close(l->seg_fd);
+        snprintf(path, sizeof path, "%s/entries/%s", l->dir, segs[nseg - 1].name);
+        l->seg_fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+        if (l->seg_fd < 0) {
+            errf(err, "%s: %s", path, strerror(errno));
+            return -errno;
+        }
+    }
+    if (l->seg_fd >= 0) {
+        struct stat st;
+        if (fstat(l->seg_fd, &st) < 0) {
+            errf(err, "entries/%s: %s", segs[nseg - 1].name, strerror(errno));
+            return -errno;
+        }
+        if ((uint64_t)st.st_size != r->seg_size)
+            return 1;
+    }
+    l->seg_size = r->seg_size;
+    rc = load_frontier(l, r->n, err);
+    if (rc < 0)
+        return rc;
+    if (r->ck_size != l->ck_size) {
+        rc = open_heads(l, NULL, err);
+        if (rc < 0)
+            return rc;
+        l->ck_size = r->ck_size;
+        l->last_ck_wall = l->last.timestamp_ms;
+    }
+    return 0;
+}
+
+/* Takes the lock and brings the handle up to date with the files. full: run
+ * the recovery in any case (open). */
+static int tx_begin(ledger *l, int full, buf *err)
+{
+    while (flock(l->lock_fd, LOCK_EX) < 0)
+        if (errno != EINTR) {
+            int e = errno;
+            errf(err, "%s/lock: flock: %s", l->dir, strerror(e));
+            return -e;
+        }
+    l->in_tx = 1;
+    lockrec r = {0};
+    int have = lock_read(l, &r, err);
+    int rc = have < 0 ? have : 0;
+    if (rc == 0) {
+        if (have == 0 || (r.gen & 1))
+            full = 1;
+        lockrec w = r;
+        w.gen = have ? r.gen + ((r.gen & 1) ? 2 : 1) : 1;
+        rc = lock_write(l, &w, err);
+        if (rc == 0 && !full) {
+            if (r.gen != l->gen) {
+                rc = incremental_reload(l, &r, err);
+            } else if (l->seg_fd >= 0) {
+                /* nobody else wrote; the segment must still end where we left it */
+                struct stat st;
+                if (fstat(l->seg_fd, &st) < 0) {
+                    errf(err, "entries/: fstat: %s", strerror(errno));
+                    rc = -errno;
+                } else if ((uint64_t)st.st_size != l->seg_size) {
+                    rc = 1;
+                }
+            }
+            if (rc == 1) {
+                note(l->o.notes, "台帳の状態が記録と違うため復旧手順で開き直します / the ledger "
+                                 "files differ from the lock record; running the recovery");
+                full = 1;
+                rc = 0;
+            }
+        }
+        if (rc == 0 && full) {
+            rc = full_reload(l, err);
+            l->need_pending = 1;
+        }
+        l->gen = w.gen;
+    }
+    if (rc < 0) {
+        l->broken = 1;
+        flock(l->lock_fd, LOCK_UN);
+        l->in_tx = 0;
+    }
+    return rc;
+}
+
+/* Ends the transaction: on success the lock record describes the files; on
+ * failure it stays odd, so the next writer recovers. */
+static int tx_end(ledger *l, int ok, buf *err)
+{
+    int rc = 0;
+    if (ok) {
+        lockrec w = {.gen = l->gen + 1,
+                     .n = l->n,
+                     .seg_start = l->nseg ? l->segs[l->nseg - 1].start : NO_SEGMENT,
+                     .seg_size = l->seg_size,
+                     .ck_size = l->ck_size};
+        rc = lock_write(l, &w, err);
+        if (rc == 0)
+            l->gen = w.gen;
+    }
+    if (flock(l->lock_fd, LOCK_UN) < 0 && rc == 0) {
+        errf(err, "%s/lock: flock: %s", l->dir, strerror(errno));
+        rc = -errno;
+    }
+    l->in_tx = 0;
+    if (rc < 0)
+        l->broken = 1;
+    return rc;
+}
+
+static int commit_tx(ledger *l, int sign_all, buf *err);
+
+static int writer_open(ledger *l, buf *err)
+{
+    char path[PATH_MAX];
+    path_join(path, sizeof path, l->dir, "lock");
+    l->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+    if (l->lock_fd < 0) {
+        errf(err, "%s: %s", path, strerror(errno));
+        return -errno;
+    }
+    if (l->key_file == NULL) {
+        errf(err, "署名鍵の場所がありません / no signing key path given");
+        return -EINVAL;
+    }
+    uint8_t kpk[32];
+    int rc = load_key(l->key_file, kpk, l->sk, err);
+    if (rc < 0)
+        return rc;
+    if (memcmp(kpk, l->pk, 32) != 0) {
+        errf(err, "%s: この台帳の鍵ではありません / this key does not belong to this ledger",
+             l->key_file);
+        return -EPERM;
+    }
+    l->writable = 1;
+    rc = tx_begin(l, 1, err);
+    if (rc < 0)
+        return rc;
     /* this open's recoveries, and any an earlier writer staged but did not
-     * get to record */
-    rc = record_pending(l, err);
-    return rc < 0 ? rc : ledger_checkpoint(l, err);
+     * get to record; then a head over everything */
+    rc = commit_tx(l, 1, err);
+    return tx_end(l, rc == 0, err) < 0 && rc == 0 ? -EIO : rc;
 }
 
 ledger *ledger_open(const ledger_opts *o, int writable, buf *err)
@@ -1566,21 +1832,28 @@ static int stage_entry(ledger *l, const uint8_t *fields, size_t fl, const uint8_
     int64_t now = now_ms(l);
     char t[32];
     time_str(l, now, t);
-    const char *period = l->tperiod;
-    if (l->nseg == 0 || strcmp(period, l->segs[l->nseg - 1].period) > 0 ||
-        strlen(period) != strlen(l->segs[l->nseg - 1].period)) {
-        /* A new period: close the old segment with a signed head over its end. */
-        int rc = ledger_checkpoint(l, err);
-        if (rc == 0)
-            rc = new_segment(l, period, err);
+    if (l->imap_reset) {
+        l->nimap = 0;
+        l->imap_reset = 0;
+    }
+    /* A batch is one period: a new period commits what is staged first (the
+     * commit opens the new segment). */
+    if (l->nstage > 0 && strcmp(l->tperiod, l->stage_period) != 0) {
+        int rc = commit_tx(l, 0, err);
         if (rc < 0)
             return rc;
+    }
+    if (l->nstage == 0) {
+        memcpy(l->stage_period, l->tperiod, sizeof l->stage_period);
+        l->stage_base = l->n;
     }
     if (stage_grow(l) < 0) {
         errf(err, "out of memory");
         return -ENOMEM;
     }
-    uint64_t idx = l->n + l->nstage;
+    /* Provisional: the commit renumbers the batch if other writers
+     * committed since (ledger_committed_index()). */
+    uint64_t idx = l->stage_base + l->nstage;
     size_t start = l->stage.len;
     buf_puts(&l->stage, "{\"fields\":");
     buf_append(&l->stage, fields, fl);
@@ -1592,6 +1865,7 @@ static int stage_entry(ledger *l, const uint8_t *fields, size_t fl, const uint8_
         v /= 10;
     } while (v);
     buf_append(&l->stage, ",\"index\":", 9);
+    size_t ipos = l->stage.len;
     buf_append(&l->stage, num + sizeof num - nl, nl);
     buf_append(&l->stage, ",\"source\":", 10);
     buf_append(&l->stage, source, sl);
@@ -1606,19 +1880,21 @@ static int stage_entry(ledger *l, const uint8_t *fields, size_t fl, const uint8_
         return -ENOMEM;
     }
     size_t len = l->stage.len - start;
-    if (len > LEDGER_MAX_ENTRY) {
+    /* room for the longest index the commit may give it */
+    if (len - nl + 20 > LEDGER_MAX_ENTRY) {
         buf_truncate(&l->stage, start);
         errf(err, "記録が大きすぎます / entry too large (%zu bytes, at most %u)", len,
-             LEDGER_MAX_ENTRY);
+             LEDGER_MAX_ENTRY - 20 + (unsigned)nl);
         return -EFBIG;
     }
     ledger_leaf_hash(l->stage.p + start, len, l->stage_leaf[l->nstage]);
     buf_putc(&l->stage, '\n');
-    l->stage_off[l->nstage] = l->seg_size + start;
+    l->stage_off[l->nstage] = start;
+    l->stage_ipos[l->nstage] = ipos;
     l->nstage++;
     *index = idx;
     if (l->stage.len >= STAGE_MAX_BYTES || l->nstage >= STAGE_MAX_COUNT)
-        return ledger_commit(l, err);
+        return commit_tx(l, 0, err);
     return 0;
 }
 
@@ -1803,6 +2079,7 @@ static int write_head(ledger *l, buf *err)
     buf_init(&line, 4096);
     sth_line(&s, &line);
     rc = fileio_write_all(l->ck_fd, line.p, line.len);
+    size_t line_len = line.len;
     buf_free(&line);
     if (rc == 0 && fdatasync(l->ck_fd) < 0)
         rc = -errno;
@@ -1810,19 +2087,81 @@ static int write_head(ledger *l, buf *err)
         errf(err, "checkpoints.jsonl: %s", strerror(-rc));
         return rc;
     }
+    l->ck_size += line_len;
     l->last = s;
     l->last_ck_wall = now;
     return 0;
 }
 
-int ledger_commit(ledger *l, buf *err)
+/* The staged batch gets the indices l->n, l->n + 1, ...: rewrites each
+ * entry's index digits and rehashes it. */
+static int renumber(ledger *l, buf *err)
+{
+    buf nb;
+    buf_init(&nb, BUF_UNLIMITED);
+    if (buf_reserve(&nb, l->stage.len + l->nstage * 20) < 0) {
+        errf(err, "out of memory");
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < l->nstage; i++) {
+        uint64_t s0 = l->stage_off[i], ip = l->stage_ipos[i];
+        uint64_t end = i + 1 < l->nstage ? l->stage_off[i + 1] : l->stage.len;
+        uint64_t ie = ip;
+        while (l->stage.p[ie] >= '0' && l->stage.p[ie] <= '9')
+            ie++;
+        size_t ns = nb.len;
+        buf_append(&nb, l->stage.p + s0, ip - s0);
+        size_t nip = nb.len;
+        buf_printf(&nb, "%" PRIu64, l->n + i);
+        buf_append(&nb, l->stage.p + ie, end - ie);
+        if (nb.err) {
+            buf_free(&nb);
+            errf(err, "out of memory");
+            return -ENOMEM;
+        }
+        ledger_leaf_hash(nb.p + ns, nb.len - ns - 1, l->stage_leaf[i]);
+        l->stage_off[i] = ns;
+        l->stage_ipos[i] = nip;
+    }
+    buf_free(&l->stage);
+    l->stage = nb;
+    return 0;
+}
+
+/* A later period than the last segment's: the batch opens a new segment. */
+static int period_after(const char *p, const char *q)
+{
+    if (strcmp(p, q) == 0)
+        return 0;
+    if (strlen(p) == strlen(q))
+        return strcmp(p, q) > 0;
+    return period_end_ms(p) > period_end_ms(q);
+}
+
+/* Under the lock: writes the batch (one write, one fdatasync), then the
+ * derived files, then a head if due (sign_all: if any entry is unsigned). */
+static int commit_locked(ledger *l, int sign_all, buf *err)
 {
     if (l->broken) {
         errf(err, "台帳は書き込めない状態です / the ledger handle failed earlier (reopen)");
         return -EIO;
     }
     if (l->nstage > 0) {
-        int rc = fileio_write_all(l->seg_fd, l->stage.p, l->stage.len);
+        int rc = 0;
+        if (l->nseg == 0 || period_after(l->stage_period, l->segs[l->nseg - 1].period)) {
+            /* close the old segment with a signed head over its end */
+            if (l->n != l->last.tree_size)
+                rc = write_head(l, err);
+            if (rc == 0)
+                rc = new_segment(l, l->stage_period, err);
+        }
+        if (rc == 0 && l->stage_base != l->n)
+            rc = renumber(l, err);
+        if (rc < 0) {
+            l->broken = 1;
+            return rc;
+        }
+        rc = fileio_write_all(l->seg_fd, l->stage.p, l->stage.len);
         if (rc == 0 && fdatasync(l->seg_fd) < 0)
             rc = -errno;
         if (rc < 0) {
@@ -1830,10 +2169,19 @@ int ledger_commit(ledger *l, buf *err)
             errf(err, "entries/%s: %s", l->segs[l->nseg - 1].name, strerror(-rc));
             return rc;
         }
+        if (l->nimap == l->capimap) {
+            l->capimap = l->capimap ? l->capimap * 2 : 8;
+            struct imap *nm = realloc(l->imap, l->capimap * sizeof *nm);
+            if (nm == NULL)
+                msg_fatal("ledger: out of memory");
+            l->imap = nm;
+        }
+        l->imap[l->nimap++] =
+            (struct imap){.staged = l->stage_base, .index = l->n, .count = l->nstage};
         for (size_t i = 0; i < l->nstage; i++) {
             frontier_push(l->fr, &l->n, l->stage_leaf[i], emit_level, l);
             uint8_t ob[8];
-            le64(l->stage_off[i], ob);
+            le64(l->seg_size + l->stage_off[i], ob);
             buf_append(&l->off_buf, ob, 8);
         }
         l->seg_size += l->stage.len;
@@ -1845,7 +2193,7 @@ int ledger_commit(ledger *l, buf *err)
             return rc;
         }
     }
-    if (checkpoint_due(l)) {
+    if (sign_all ? l->n != l->last.tree_size : checkpoint_due(l)) {
         int rc = write_head(l, err);
         if (rc < 0) {
             l->broken = 1;
@@ -1855,17 +2203,61 @@ int ledger_commit(ledger *l, buf *err)
     return 0;
 }
 
-int ledger_checkpoint(ledger *l, buf *err)
+static int record_pending(ledger *l, buf *err);
+
+/* One transaction (or, inside one, just the work). */
+static int commit_tx(ledger *l, int sign_all, buf *err)
 {
-    int rc = ledger_commit(l, err);
+    if (l->broken || !l->writable) {
+        errf(err, "台帳は書き込めない状態です / the ledger handle is not writable%s",
+             l->broken ? " after an earlier error (reopen to recover)" : "");
+        return -EIO;
+    }
+    if (l->in_tx) {
+        int rc = commit_locked(l, sign_all, err);
+        if (rc == 0 && l->need_pending) {
+            l->need_pending = 0;
+            rc = record_pending(l, err);
+            if (rc == 0)
+                rc = commit_locked(l, sign_all, err);
+        }
+        return rc;
+    }
+    /* Nothing to write and no head due in this handle's view: no lock. */
+    if (!sign_all && l->nstage == 0 && !checkpoint_due(l))
+        return 0;
+    int rc = tx_begin(l, 0, err);
     if (rc < 0)
         return rc;
-    if (l->n == l->last.tree_size)
-        return 0;
-    rc = write_head(l, err);
-    if (rc < 0)
-        l->broken = 1;
+    rc = commit_tx(l, sign_all, err);
+    int erc = tx_end(l, rc == 0, err);
+    return rc < 0 ? rc : erc;
+}
+
+int ledger_commit(ledger *l, buf *err)
+{
+    int rc = commit_tx(l, 0, err);
+    if (!l->in_tx)
+        l->imap_reset = 1;
     return rc;
+}
+
+int ledger_checkpoint(ledger *l, buf *err)
+{
+    int rc = commit_tx(l, 1, err);
+    if (!l->in_tx)
+        l->imap_reset = 1;
+    return rc;
+}
+
+int ledger_committed_index(const ledger *l, uint64_t staged, uint64_t *index)
+{
+    for (size_t i = 0; i < l->nimap; i++)
+        if (staged >= l->imap[i].staged && staged - l->imap[i].staged < l->imap[i].count) {
+            *index = l->imap[i].index + (staged - l->imap[i].staged);
+            return 0;
+        }
+    return -ENOENT;
 }
 
 int ledger_close(ledger *l, buf *err)
@@ -2122,14 +2514,9 @@ int ledger_prove_consistency(ledger *l, uint64_t first, uint64_t second,
 
 /* ---- retention -------------------------------------------------------------------- */
 
-int ledger_prune(ledger *l, uint64_t retention_days, int do_delete, FILE *out, uint64_t *count,
-                 buf *err)
+static int prune_locked(ledger *l, uint64_t retention_days, int do_delete, FILE *out,
+                        uint64_t *count, buf *err)
 {
-    *count = 0;
-    if (do_delete && !l->writable) {
-        errf(err, "internal: prune --delete needs a writable handle");
-        return -EINVAL;
-    }
     int rc = l->writable ? ledger_checkpoint(l, err) : 0;
     if (rc < 0)
         return rc;
@@ -2202,6 +2589,27 @@ int ledger_prune(ledger *l, uint64_t retention_days, int do_delete, FILE *out, u
         l->nseg--;
     }
     return 0;
+}
+
+/* A writer prunes inside one transaction: no other writer appends between
+ * the record of a removal and the removal, and two prunes cannot both record
+ * the same segment. */
+int ledger_prune(ledger *l, uint64_t retention_days, int do_delete, FILE *out, uint64_t *count,
+                 buf *err)
+{
+    *count = 0;
+    if (do_delete && !l->writable) {
+        errf(err, "internal: prune --delete needs a writable handle");
+        return -EINVAL;
+    }
+    if (!l->writable)
+        return prune_locked(l, retention_days, do_delete, out, count, err);
+    int rc = tx_begin(l, 0, err);
+    if (rc < 0)
+        return rc;
+    rc = prune_locked(l, retention_days, do_delete, out, count, err);
+    int erc = tx_end(l, rc == 0, err);
+    return rc < 0 ? rc : erc;
 }
 
 /* ---- verification ----------------------------------------------------------------- */

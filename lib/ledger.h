@@ -22,6 +22,17 @@
  * recovery itself is appended to the ledger as an entry of type
  * "ledger.recovery" and reported in opts->notes: never silently hidden.
  *
+ * Several writers: any number of processes (and handles) may have the same
+ * ledger open for writing at once, with no daemon in between. A writer holds
+ * the exclusive flock on <dir>/lock only inside a transaction (one commit:
+ * write + fdatasync + derived files + a head if due; a checkpoint; the
+ * recovery of an open; a prune). On taking the lock it reloads what other
+ * writers committed since its own last transaction, and if the previous
+ * holder died inside one, it runs the same recovery as an open. So an entry's
+ * index is known only when it is committed: ledger_append() returns a
+ * provisional index (the one it gets if no other writer commits first), and
+ * ledger_committed_index() gives the final one after ledger_commit().
+ *
  * Directory layout (docs/LEDGER.md):
  *     ledger.json                 format and public key
  *     checkpoints.jsonl           signed tree heads, one per line
@@ -29,7 +40,7 @@
  *     tree/hashes-KK              complete subtree hashes of height KK (32 bytes each)
  *     tree/offsets                byte offset of each entry in its segment (u64 LE)
  *     recovered/                  torn tails cut off by crash recovery
- *     lock                        one writer at a time (flock)
+ *     lock                        writers' lock (flock) and its state record
  * Everything under tree/ is derived from the entries and is checked by
  * ledger_verify(); proofs read O(log n) stored hashes.
  *
@@ -83,10 +94,11 @@ typedef struct ledger ledger;
  * the head of the empty tree. The public key is written to pub (hex). */
 int ledger_init(const ledger_opts *opts, char pub_hex[2 * LEDGER_PUBKEY_LEN + 1], buf *err);
 
-/* Opens an existing ledger. Writable: takes the writer lock (fails with
- * -EBUSY if another process holds it), loads the key, recovers a torn tail
- * (see above) and signs a head over any entries not yet covered by one.
- * Read-only opens take no lock and never change a file. */
+/* Opens an existing ledger. Writable: loads the key, then under the writers'
+ * lock (waiting while another writer is inside a transaction; other writers
+ * may keep the ledger open meanwhile) recovers a torn tail (see above) and
+ * signs a head over any entries not yet covered by one. Read-only opens take
+ * no lock and never change a file. */
 ledger *ledger_open(const ledger_opts *opts, int writable, buf *err);
 
 /* Commits what is staged, signs a head if entries are not yet covered, and
@@ -94,7 +106,10 @@ ledger *ledger_open(const ledger_opts *opts, int writable, buf *err);
 int ledger_close(ledger *l, buf *err);
 
 /* Stages one entry. fields is a JSON object (any formatting; canonicalized,
- * numbers must be exact), or NULL for {}. *index is its index. */
+ * numbers must be exact), or NULL for {}. *index is its provisional index:
+ * the final one when no other writer commits before this handle does;
+ * ledger_committed_index() maps it to the final index after the commit. The
+ * entry's time is taken here. */
 int ledger_append(ledger *l, const char *type, const char *source, const uint8_t *fields,
                   size_t fields_len, uint64_t *index, buf *err);
 
@@ -105,9 +120,18 @@ int ledger_append_json(ledger *l, const uint8_t *json, size_t n, const char *def
                        uint64_t *index, buf *err);
 
 /* Makes every staged entry durable (write + fdatasync), then signs a head if
- * the checkpoint policy says so. After an error the handle refuses further
- * appends (the next open recovers). */
+ * the checkpoint policy says so. Takes the writers' lock for the duration
+ * (waits for another writer's transaction) and numbers the entries after
+ * everything committed before. After an error the handle refuses further
+ * appends (the next writer to take the lock, or the next open, recovers). */
 int ledger_commit(ledger *l, buf *err);
+
+/* The final index of an entry this handle staged with provisional index
+ * staged (from ledger_append/ledger_append_json), for every entry staged
+ * since the previous ledger_commit()/ledger_checkpoint() returned and
+ * committed since (by that call or by an automatic commit of a large batch).
+ * 0, or -ENOENT when it is not committed (yet). */
+int ledger_committed_index(const ledger *l, uint64_t staged, uint64_t *index);
 
 /* Commits, then signs a head over all entries (if any are not covered). */
 int ledger_checkpoint(ledger *l, buf *err);
@@ -115,7 +139,8 @@ int ledger_checkpoint(ledger *l, buf *err);
 /* Entries staged but not committed. */
 size_t ledger_pending(const ledger *l);
 
-/* Entries committed and indexed (readable by get). */
+/* Entries committed and indexed (readable by get), as of this handle's last
+ * transaction. */
 uint64_t ledger_size(const ledger *l);
 
 /* The last signed tree head (with the ledger's public key). */

@@ -780,6 +780,148 @@ int policy_gateway_milter_socket(const policy *p, char *out, size_t n)
 
 /* ---- end of gateway: ------------------------------------------------------- */
 
+/* ---- records: (sekisho record) ---------------------------------------------- */
+
+static const field record_type_fields[] = {
+    {"type", T_TEXT, offsetof(policy_record_type, type), 0, 0, 128, NULL, NULL,
+     F_REQUIRED | F_NONEMPTY},
+    {"required", T_TEXTLIST, offsetof(policy_record_type, required),
+     offsetof(policy_record_type, n_required), 0, 128, NULL, NULL, 0},
+    {"optional", T_TEXTLIST, offsetof(policy_record_type, optional),
+     offsetof(policy_record_type, n_optional), 0, 128, NULL, NULL, 0},
+    {"extra_fields", T_BOOL, offsetof(policy_record_type, extra_fields), 0, 0, 0, NULL, NULL, 0},
+};
+static void check_record_type(ctx *c, void *records, size_t i, const ynode *item, const char *path);
+static const section record_type_section = {"records[]", record_type_fields,
+                                            NFIELDS(record_type_fields), sizeof(policy_record_type),
+                                            check_record_type};
+
+/* Field names are ledger field names: no "=" (sekisho record's KEY=VALUE),
+ * not empty, not control characters; each once over required and optional;
+ * type names once over the section. */
+static void check_record_type(ctx *c, void *records, size_t i, const ynode *item, const char *path)
+{
+    char sh[128];
+    policy_record_type *r = records;
+    const ynode *type = map_get(item, "type");
+    size_t line = type ? type->line : item->line;
+    for (size_t k = 0; k < i && r[i].type; k++)
+        if (r[k].type && strcmp(r[k].type, r[i].type) == 0)
+            err(c, line, "%s.type: record type %s is already defined by records[%zu]", path,
+                show(sh, r[i].type, strlen(r[i].type)), k);
+    size_t n = r[i].n_required + r[i].n_optional;
+    for (size_t a = 0; a < n; a++) {
+        const char *fa =
+            a < r[i].n_required ? r[i].required[a] : r[i].optional[a - r[i].n_required];
+        if (fa[0] == 0 || strchr(fa, '=') != NULL) {
+            err(c, line, "%s: field name %s may not be empty or contain '='", path,
+                show(sh, fa, strlen(fa)));
+            continue;
+        }
+        for (const char *q = fa; *q; q++)
+            if ((unsigned char)*q < 0x20 || *q == 0x7f) {
+                err(c, line, "%s: field name %s contains a control character", path,
+                    show(sh, fa, strlen(fa)));
+                break;
+            }
+        for (size_t b = 0; b < a; b++) {
+            const char *fb =
+                b < r[i].n_required ? r[i].required[b] : r[i].optional[b - r[i].n_required];
+            if (strcmp(fa, fb) == 0)
+                err(c, line, "%s: field %s is listed twice", path, show(sh, fa, strlen(fa)));
+        }
+    }
+}
+
+/* The 対策基準's records, when the file has no records: section. */
+static const struct {
+    const char *type;
+    const char *required[8];
+    const char *optional[4];
+} builtin_records[] = {
+    {"入退室", {"氏名", "入室時刻", "退室時刻", "目的", "立会者"}, {"所属", "区域", "備考"}},
+    {"媒体廃棄", {"媒体", "識別番号", "廃棄方法", "実施者", "確認者", "実施日"}, {"備考"}},
+    {"変更作業", {"システム", "内容", "実施者", "承認者", "実施日時"}, {"備考"}},
+    {"障害", {"システム", "発生日時", "内容", "対応", "報告者"}, {"復旧日時", "備考"}},
+    {"修正プログラム適用", {"システム", "修正プログラム", "実施者", "実施日時"}, {"備考"}},
+    {"例外措置", {"内容", "理由", "申請者", "許可者", "期間"}, {"備考"}},
+};
+
+static char **strv_dup(const char *const *v, size_t max, size_t *n)
+{
+    *n = 0;
+    while (*n < max && v[*n])
+        (*n)++;
+    char **out = xcalloc(*n ? *n : 1, sizeof *out);
+    for (size_t i = 0; i < *n; i++)
+        out[i] = xstrdup(v[i]);
+    return out;
+}
+
+static void records_defaults(policy *p)
+{
+    size_t n = sizeof builtin_records / sizeof builtin_records[0];
+    p->record_types = xcalloc(n, sizeof *p->record_types);
+    p->n_record_types = n;
+    for (size_t i = 0; i < n; i++) {
+        policy_record_type *r = &p->record_types[i];
+        r->type = xstrdup(builtin_records[i].type);
+        r->required = strv_dup(builtin_records[i].required, 8, &r->n_required);
+        r->optional = strv_dup(builtin_records[i].optional, 4, &r->n_optional);
+        r->extra_fields = 0;
+    }
+}
+
+static void records_free(policy *p)
+{
+    for (size_t i = 0; i < p->n_record_types; i++)
+        free_record(&record_type_section, &p->record_types[i]);
+    free(p->record_types);
+}
+
+const policy_record_type *policy_record_type_find(const policy *p, const char *type)
+{
+    for (size_t i = 0; p && i < p->n_record_types; i++)
+        if (p->record_types[i].type && strcmp(p->record_types[i].type, type) == 0)
+            return &p->record_types[i];
+    return NULL;
+}
+
+/* ---- end of records: ---------------------------------------------------------- */
+
+/* ---- intake: (sekisho syslogd) -------------------------------------------------- */
+
+#define IN(f) offsetof(policy, intake.f)
+static const field intake_fields[] = {
+    {"unix", T_PATH, IN(unix_socket), 0, 0, 0, NULL, NULL, 0},
+    {"udp", T_TEXT, IN(udp), 0, 0, 64, NULL, NULL, 0},
+    {"tcp", T_TEXT, IN(tcp), 0, 0, 64, NULL, NULL, 0},
+    {"max_message_size", T_SIZE, IN(max_message_bytes), 0, 2048, 65536, NULL, NULL, 0},
+    {"max_connections", T_COUNT, IN(max_connections), 0, 1, 4096, NULL, NULL, 0},
+    {"rate", T_COUNT, IN(rate), 0, 0, 100000000, NULL, NULL, 0},
+};
+#undef IN
+static const section intake_section = {"intake", intake_fields, NFIELDS(intake_fields), 0, NULL};
+
+static void intake_defaults(policy *p)
+{
+    p->intake.unix_socket = NULL;
+    p->intake.udp = xstrdup("127.0.0.1:514");
+    p->intake.tcp = xstrdup("127.0.0.1:601");
+    p->intake.max_message_bytes = 8192;
+    p->intake.max_connections = 64;
+    p->intake.rate = 20000;
+}
+
+static void intake_free(policy *p)
+{
+    free(p->intake.unix_socket);
+    free(p->intake.udp);
+    free(p->intake.tcp);
+}
+
+/* ---- end of intake: ------------------------------------------------------------- */
+
 static const field top_fields[] = {
     {"organization", T_SECTION, 0, 0, 0, 0, &organization_section, NULL, 0},
     {"state_dir", T_PATH, offsetof(policy, state_dir), 0, 0, 0, NULL, NULL, 0},
@@ -792,7 +934,9 @@ static const field top_fields[] = {
     {"gateway", T_SECTION, 0, 0, 0, 0, &gateway_section, NULL, 0},
     {"ledger", T_SECTION, 0, 0, 0, 0, &ledger_section, NULL, 0},
     /* Sections of later issues: an error until they are implemented. */
-    {"records", T_UNSUPPORTED, 0, 0, 0, 0, NULL, NULL, 0},
+    {"intake", T_SECTION, 0, 0, 0, 0, &intake_section, NULL, 0},
+    {"records", T_LIST, offsetof(policy, record_types), offsetof(policy, n_record_types), 0, 0,
+     &record_type_section, NULL, 0},
     {"fim", T_UNSUPPORTED, 0, 0, 0, 0, NULL, NULL, 0},
     {"outbound", T_UNSUPPORTED, 0, 0, 0, 0, NULL, NULL, 0},
     {"audit", T_UNSUPPORTED, 0, 0, 0, 0, NULL, NULL, 0},
@@ -1508,6 +1652,8 @@ policy *policy_default(void)
     p->ledger.segment_daily = 0;
     p->ledger.retention_days = 0;
     gateway_defaults(p);
+    records_defaults(p);
+    intake_defaults(p);
     return p;
 }
 
@@ -1534,6 +1680,8 @@ void policy_free(policy *p)
     free(p->ledger.dir);
     free(p->ledger.key_file);
     gateway_free(p);
+    records_free(p);
+    intake_free(p);
     free(p);
 }
 

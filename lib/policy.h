@@ -61,6 +61,26 @@ typedef struct policy_ledger {
     int segment_daily;               /* segment: monthly (0, default) | daily (1) */
     uint64_t retention_days;         /* segments kept this long after their period; 0 = forever */
 } policy_ledger;
+/* records: the policy's record types (sekisho record, docs/LEDGER.md). A
+ * records: section in the file replaces the built-in set. */
+typedef struct policy_record_type {
+    char *type;      /* e.g. "入退室" */
+    char **required; /* field names that must be given */
+    size_t n_required;
+    char **optional; /* field names that may be given */
+    size_t n_optional;
+    int extra_fields; /* 1: other field names are accepted too */
+} policy_record_type;
+
+/* intake: sekisho syslogd's listeners and limits (docs/LEDGER.md §16). */
+typedef struct policy_intake {
+    char *unix_socket;          /* datagram socket path; NULL: none */
+    char *udp, *tcp;            /* "ADDR:PORT" (IPv4); default 127.0.0.1:514 and :601 */
+    uint64_t max_message_bytes; /* default 8192 (2048..65536) */
+    uint64_t max_connections;   /* TCP, default 64 */
+    uint64_t rate;              /* messages/s per source, burst 2x; 0 = none; default 20000 */
+} policy_intake;
+
 /* gateway: (sekisho-milter) */
 typedef struct policy_daemon_zone {
     char *daemon; /* Postfix's {daemon_name} (milter_macro_daemon_name) */
@@ -99,7 +119,10 @@ typedef struct policy {
     char *quarantine_dir; /* default <state_dir>/quarantine */
     policy_mail mail;
     policy_ledger ledger;
-    policy_gateway gateway; /* sekisho-milter */
+    policy_gateway gateway;           /* sekisho-milter */
+    policy_intake intake;             /* sekisho syslogd */
+    policy_record_type *record_types; /* records: */
+    size_t n_record_types;
 } policy;
 
 /* Built-in defaults. Never NULL (calls msg_fatal on out of memory). */
@@ -121,6 +144,9 @@ void policy_free(policy *p);
 
 /* 1 if domain (case-insensitive, exact or a subdomain) is internal. */
 int policy_domain_is_internal(const policy *p, const char *domain);
+
+/* The record type named type, or NULL. */
+const policy_record_type *policy_record_type_find(const policy *p, const char *type);
 
 /* gateway: (sekisho-milter) ------------------------------------------------ */
 /* The zone whose networks hold addr (an IPv4 or IPv6 address as text; an

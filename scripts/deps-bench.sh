@@ -2,7 +2,7 @@
 # What the benchmark's reference pipeline needs (bench/reference.py).
 set -eu
 missing=""
-for p in python3-html2text python3-magic util-linux; do
+for p in python3-html2text python3-magic util-linux systemd-journal-remote; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
 [ -z "$missing" ] && exit 0

@@ -7,7 +7,7 @@ set -eu
 BUILD="meson ninja-build pkg-config gcc libc6-dev libglib2.0-dev libgmime-3.0-dev libicu-dev
 libxml2-dev libyaml-dev libsqlite3-dev libmagic-dev libmagic-mgc libarchive-dev libssl-dev
 libsodium-dev libseccomp-dev libmilter-dev python3 postfix swaks"
-CHECK="clang libclang-rt-14-dev llvm libpython3.11-testsuite neomutt tmux zip faketime"
+CHECK="clang libclang-rt-14-dev llvm libpython3.11-testsuite neomutt tmux zip faketime bsdutils"
 want="$BUILD"
 [ "${1:-build}" = check ] && want="$BUILD $CHECK"
 missing=""

@@ -31,5 +31,7 @@ policy *cli_load_policy_bytes(const char *path, buf *bytes);
 int cmd_sanitize(int argc, char **argv);
 int cmd_quarantine(int argc, char **argv);
 int cmd_ledger(int argc, char **argv);
+int cmd_record(int argc, char **argv);
+int cmd_syslogd(int argc, char **argv);
 
 #endif

@@ -88,8 +88,8 @@ static const char help_main[] =
     "終了ステータス / EXIT STATUS\n"
     "    0 成功 success; 64 使い方の誤り usage error; 65 入力の誤り、または改ざんを検出\n"
     "    rejected input, or verify found a change; 66 台帳が無い no ledger; 73 既にある\n"
-    "    already exists; 74 入出力エラー I/O error; 75 一時的な失敗（他のプロセスが書き込み中\n"
-    "    など）temporary failure (e.g. another writer); 78 ポリシーファイルの誤り policy error.\n"
+    "    already exists; 74 入出力エラー I/O error; 75 一時的な失敗 temporary failure;\n"
+    "    78 ポリシーファイルの誤り policy error.\n"
     "\n"
     "関連 / SEE ALSO\n"
     "    docs/LEDGER.md, docs/POLICY.md (ledger:)\n";
@@ -139,6 +139,8 @@ static const char help_append[] =
     "    があればそこで止まり（それまでの記録は追記済み）、終了ステータス 65 で終わり\n"
     "    ます。前回の異常終了で書きかけの記録が残っていれば、開く時に切り離して\n"
     "    recovered/ に保存し、そのこと自体を台帳に記録して標準エラーに表示します。\n"
+    "    他のプロセス（sekisho record、syslogd、milter など）が同時に追記していても\n"
+    "    構いません。表示する番号は確定した時点の最終的な番号です。\n"
     "    Appends each line of stdin as one entry: a JSON object with type (string,\n"
     "    required), source (string; default -s, else cli:USER) and fields (object;\n"
     "    default {}). time (UTC, ms) and index are the ledger's. Numbers must be\n"
@@ -147,13 +149,15 @@ static const char help_append[] =
     "    together (group commit). At the first rejected line it stops (earlier lines\n"
     "    stay appended) and exits 65. A torn tail left by a crash is cut on open,\n"
     "    saved under recovered/, recorded in the ledger and reported on stderr.\n"
+    "    Other processes (sekisho record, syslogd, the milter) may append to the\n"
+    "    same ledger at the same time; the indices printed are the final ones.\n"
     "\n"
     "オプション / OPTIONS\n"
     "    -s, --source NAME     source の既定値 / default source\n"
     "\n"
     "終了ステータス / EXIT STATUS\n"
     "    0 success; 65 rejected line (stdin:LINE: reason); 66 no ledger; 74 I/O error;\n"
-    "    75 another process is writing, or temporary failure; 78 policy error.\n"
+    "    75 temporary failure; 78 policy error.\n"
     "\n"
     "例 / EXAMPLES\n"
     "    echo '{\"type\":\"媒体の廃棄\",\"fields\":{\"媒体\":\"HDD-0042\",\"方法\":\"物理破壊\"}}' "
@@ -304,7 +308,7 @@ static const char help_prune[] =
     "    and when. With retention_days 0 (the default) nothing is removed.\n"
     "\n"
     "終了ステータス / EXIT STATUS\n"
-    "    0 success; 66 no ledger; 74 I/O error; 75 another writer; 78 policy error.\n";
+    "    0 success; 66 no ledger; 74 I/O error; 78 policy error.\n";
 
 /* ---- options ---------------------------------------------------------------------- */
 
@@ -672,7 +676,10 @@ static int do_append(int argc, char **argv)
         for (size_t i = 0; i < nidx; i++) {
             char num[24];
             size_t k = sizeof num;
-            uint64_t v = idx[i];
+            uint64_t v;
+            /* other writers may have committed first: the final index */
+            if (ledger_committed_index(l, idx[i], &v) < 0)
+                msg_fatal("internal: entry %" PRIu64 " committed without an index", idx[i]);
             num[--k] = '\n';
             do {
                 num[--k] = (char)('0' + v % 10);

@@ -24,6 +24,8 @@ static const char usage_text[] =
     "               text only, attachments removed, listed and held in quarantine\n"
     "  quarantine   list, show, get (byte for byte) or purge the held originals\n"
     "  ledger       the tamper-evident ledger (台帳): append, verify, prove, export heads\n"
+    "  record       append one of the policy's records (入退室, 媒体廃棄, ...) to the ledger\n"
+    "  syslogd      receive syslog (RFC 5424/3164; unix, UDP, TCP) into the ledger\n"
     "  help CMD     show the manual of a command (same as: sekisho CMD --help)\n"
     "\n"
     "Every command works without a policy file (built-in defaults) and takes\n"
@@ -84,10 +86,8 @@ struct command {
 };
 
 static const struct command commands[] = {
-    {"sanitize", cmd_sanitize},
-    {"quarantine", cmd_quarantine},
-    {"ledger", cmd_ledger},
-    {NULL, NULL},
+    {"sanitize", cmd_sanitize}, {"quarantine", cmd_quarantine}, {"ledger", cmd_ledger},
+    {"record", cmd_record},     {"syslogd", cmd_syslogd},       {NULL, NULL},
 };
 
 static const struct command *find(const char *name)

@@ -157,18 +157,23 @@ def test_cli(tmp):
     check(rc == 0 and "keep forever" in err, "prune without retention")
     rc, out, err = run(["prune", "--days", "30"], env=env)
     check(rc == 0 and "0 " in err, "prune lists nothing yet")
-    # a second writer is refused while one is running
+    # a second writer appends while the first one keeps the ledger open
     p = subprocess.Popen([SEKISHO, "ledger", "append"], env=env, stdin=subprocess.PIPE,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     p.stdin.write(b'{"type":"hold"}\n')
     p.stdin.flush()
-    p.stdout.readline()
+    first = int(p.stdout.readline())
     rc, out, err = run(["append"], env=env, stdin=b'{"type":"x"}\n')
-    check(rc == 75 and "another process is writing" in err, "writer lock: %d %s" % (rc, err))
+    check(rc == 0 and int(out) == first + 1, "second writer: %d %s %s" % (rc, out, err))
+    p.stdin.write(b'{"type":"after"}\n')
+    p.stdin.flush()
+    check(int(p.stdout.readline()) == first + 2, "the first writer numbers after the second")
     p.stdin.close()
     p.wait(30)
     p.stdout.close()
     p.stderr.close()
+    rc, out, err = run(["verify"], env=env)
+    check(rc == 0, "verify after two writers: " + out + err)
     # no ledger
     rc, out, err = run(["verify", "-l", os.path.join(tmp, "none")])
     check(rc == 66 and "no ledger" in err, "verify without ledger: %d %s" % (rc, err))
@@ -382,6 +387,41 @@ def test_proofs(tmp):
 # ---- crash -------------------------------------------------------------------------
 
 
+WRITERS = int(os.environ.get("LEDGER_CRASH_WRITERS", "2"))
+
+
+def start_crash_writer(pol, r, w):
+    """One `ledger append` fed as fast as it takes lines; killed by the caller."""
+    p = subprocess.Popen([SEKISHO, "ledger", "append", "-p", pol], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    got = []
+
+    def reader():
+        for line in p.stdout:
+            # a kill during the write of an acknowledgement can leave its
+            # first digits without the newline: that is no acknowledgement
+            if line.endswith(b"\n"):
+                got.append(int(line))
+
+    def writer():
+        seq = 0
+        try:
+            while True:
+                chunk = "".join(json.dumps({"type": "crash", "fields": {"round": r, "w": w, "seq": seq + i,
+                                                                        "pad": "p" * (seq % 50)}}) + "\n"
+                                for i in range(200))
+                seq += 200
+                p.stdin.write(chunk.encode())
+        except (BrokenPipeError, ValueError, OSError):
+            pass
+
+    tr = threading.Thread(target=reader)
+    tw = threading.Thread(target=writer)
+    tr.start()
+    tw.start()
+    return w, p, got, tr, tw
+
+
 def test_crash(tmp, rounds):
     pol = os.path.join(tmp, "policy.yaml")
     with open(pol, "w") as f:
@@ -395,47 +435,22 @@ def test_crash(tmp, rounds):
     recoveries_told = 0
     simulated = 0
     for r in range(rounds):
-        p = subprocess.Popen([SEKISHO, "ledger", "append", "-p", pol], stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        got = []
-
-        def reader():
-            for line in p.stdout:
-                # a kill during the write of an acknowledgement can leave its
-                # first digits without the newline: that is no acknowledgement
-                if line.endswith(b"\n"):
-                    got.append(int(line))
-
-        def writer():
-            seq = 0
+        procs = [start_crash_writer(pol, r, w) for w in range(WRITERS)]
+        for w, p, got, tr, tw in procs:
+            time.sleep(rng.uniform(0.0, 0.25 / WRITERS))
+            p.send_signal(signal.SIGKILL)
+            p.wait()
+            tw.join()
+            tr.join()
+            err = p.stderr.read().decode("utf-8", "replace")
+            p.stderr.close()
+            p.stdout.close()
             try:
-                while True:
-                    chunk = "".join(json.dumps({"type": "crash", "fields": {"round": r, "seq": seq + i,
-                                                                            "pad": "p" * (seq % 50)}}) + "\n"
-                                    for i in range(200))
-                    seq += 200
-                    p.stdin.write(chunk.encode())
-            except (BrokenPipeError, ValueError, OSError):
+                p.stdin.close()
+            except OSError:
                 pass
-
-        tr = threading.Thread(target=reader)
-        tw = threading.Thread(target=writer)
-        tr.start()
-        tw.start()
-        time.sleep(rng.uniform(0.0, 0.25))
-        p.send_signal(signal.SIGKILL)
-        p.wait()
-        tw.join()
-        tr.join()
-        err = p.stderr.read().decode("utf-8", "replace")
-        p.stderr.close()
-        p.stdout.close()
-        try:
-            p.stdin.close()
-        except OSError:
-            pass
-        recoveries_told += err.count("recovered: ")
-        acked[r] = got
+            recoveries_told += err.count("recovered: ")
+            acked[(r, w)] = got
         if r % 7 == 3:
             # What a power loss can leave that kill -9 cannot: part of the last
             # write on disk. The next writer must cut it and record that.
@@ -457,11 +472,12 @@ def test_crash(tmp, rounds):
     by_index = {e["index"]: e for e in entries}
     check(all(e["index"] == i for i, e in enumerate(entries)), "indices are positions")
     n_acked = 0
-    for r, got in acked.items():
+    for (r, w), got in acked.items():
         for k, ix in enumerate(got):
             n_acked += 1
             e = by_index.get(ix)
-            if e is None or e["type"] != "crash" or e["fields"]["round"] != r or e["fields"]["seq"] != k:
+            if (e is None or e["type"] != "crash" or e["fields"]["round"] != r or e["fields"]["seq"] != k
+                    or e["fields"]["w"] != w):
                 check(False, "acknowledged index %d of round %d (line %d) is not there: %r" % (ix, r, k, e))
                 break
     recorded = [e for e in entries if e["type"] == "ledger.recovery"]
@@ -469,6 +485,8 @@ def test_crash(tmp, rounds):
     # printed it yet: the ledger is the authority.
     check(len(recorded) >= recoveries_told, "every recovery reported was recorded (%d < %d)"
           % (len(recorded), recoveries_told))
+    check(len(set(ix for got in acked.values() for ix in got)) == n_acked,
+          "no index acknowledged twice")
     check(len(recorded) >= simulated, "every torn tail was recovered (%d < %d)" % (len(recorded), simulated))
     for e in recorded:
         saved = os.path.join(tmp, "c", e["fields"]["saved_as"])
@@ -480,6 +498,7 @@ def test_crash(tmp, rounds):
     check(not left, "staged recoveries left unrecorded: %r" % left)
     rc, out, err = run(["verify", "-p", pol])
     check(rc == 0, "verify after %d kills: %s%s" % (rounds, out, err))
+    print("crash: %d writers at a time," % WRITERS)
     print("crash: %d rounds, %d entries, %d acknowledged, %d torn tails recovered and recorded"
           % (rounds, len(entries), n_acked, len(recorded)))
 

@@ -129,6 +129,28 @@ static void test_examples(void)
         CHECK_INT(p->n_roles, 3);
         CHECK_STR(p->roles[1].name, "総括情報管理者");
         CHECK_INT(p->roles[2].n_members, 3);
+        /* the example's records: are the built-in types, field for field */
+        policy *d = policy_default();
+        CHECK_INT(p->n_record_types, d->n_record_types);
+        for (size_t i = 0; i < d->n_record_types && i < p->n_record_types; i++) {
+            const policy_record_type *a = &d->record_types[i], *b = &p->record_types[i];
+            CHECK_STR(b->type, a->type);
+            CHECK_INT(b->n_required, a->n_required);
+            CHECK_INT(b->n_optional, a->n_optional);
+            for (size_t k = 0; k < a->n_required && k < b->n_required; k++)
+                CHECK_STR(b->required[k], a->required[k]);
+            for (size_t k = 0; k < a->n_optional && k < b->n_optional; k++)
+                CHECK_STR(b->optional[k], a->optional[k]);
+        }
+        CHECK(policy_record_type_find(d, "入退室") != NULL);
+        CHECK_INT(policy_record_type_find(d, "入退室")->n_required, 5);
+        CHECK(policy_record_type_find(d, "出張") == NULL);
+        CHECK_STR(d->intake.tcp, "127.0.0.1:601");
+        CHECK_INT(d->intake.max_message_bytes, 8192);
+        CHECK_STR(p->intake.udp, "127.0.0.1:514");
+        CHECK_INT(p->intake.max_message_bytes, 8192);
+        CHECK_INT(p->intake.rate, 20000);
+        policy_free(d);
         CHECK_INT(p->n_confidentiality_levels, 3);
         CHECK_STR(p->confidentiality_levels[0], "機密性3");
         CHECK_INT(p->n_importance_levels, 3);
@@ -327,7 +349,8 @@ static void test_errors(void)
          "mail.limits: unknown key 'max_size'; valid keys in mail.limits: max_message_size"},
         /* later sections */
         {"ledger:\n  dir: x\n", 2, "ledger.dir: 'x' must be an absolute path"},
-        {"ledger:\n  segment: weekly\n", 2, "ledger.segment: expected monthly or daily, got 'weekly'"},
+        {"ledger:\n  segment: weekly\n", 2,
+         "ledger.segment: expected monthly or daily, got 'weekly'"},
         {"ledger:\n  checkpoint_entries: 0\n", 2,
          "ledger.checkpoint_entries: '0' is out of range (1 to 100000000)"},
         {"ledger:\n  checkpoint_interval: 10ms\n", 2,
@@ -339,7 +362,14 @@ static void test_errors(void)
          "checkpoint_entries, checkpoint_interval, segment, retention_days"},
         {"audit: {}\n", 1, "audit: this section is not supported by this version of sekisho yet"},
         {"fim: []\n", 1, "fim: this section is not supported"},
-        {"records: x\n", 1, "records: this section is not supported"},
+        {"records: x\n", 1, "records: expected a sequence of mappings"},
+        {"intake:\n  max_message_size: 1KB\n", 2, "intake.max_message_size: "},
+        {"intake:\n  unix: rel/path\n", 2, "intake.unix: 'rel/path' must be an absolute path"},
+        {"records:\n  - required: [a]\n", 2, "records[0]: missing required key 'type'"},
+        {"records:\n  - type: t\n    required: [a, a]\n", 3,
+         "records[0].required[1]: 'a' is listed twice"},
+        {"records:\n  - type: t\n    required: [a]\n    optional: [a]\n", 2,
+         "records[0]: field 'a' is listed twice"},
         {"outbound:\n", 1, "outbound: this section is not supported"},
         /* wrong types */
         {"mail: [1, 2]\n", 1, "mail: expected a mapping"},
@@ -506,8 +536,8 @@ static void test_collects_all(void)
                     "mail:\n"
                     "  prefer: rtf\n" /* 9 */
                     "  limits:\n"
-                    "    max_depth: 0\n" /* 11 */
-                    "    colour: blue\n" /* 12 */
+                    "    max_depth: 0\n"           /* 11 */
+                    "    colour: blue\n"           /* 12 */
                     "ledger: {segment: weekly}\n"; /* 13 */
     const char *path = write_file("multi.yaml", y, strlen(y));
     policy *p = policy_load(path, &e);
