@@ -72,6 +72,11 @@ the machine (every other transport is error:). Run as root.
                          [MILTER, default: none]
   -d, --daemon-name NAME ミルターに渡す {daemon_name} / the {daemon_name} macro
                          sent to the milter [SEKISHO_POSTFIX_DAEMON_NAME, default: internet]
+  -r, --relay PORT       配送せず 127.0.0.1:PORT (別のプライベートな Postfix) へ
+                         SMTP で中継する: インターネット側の送信 MTA の役 /
+                         relay everything over SMTP to 127.0.0.1:PORT (another
+                         private instance) instead of delivering: the sending
+                         MTA of the internet side [SEKISHO_POSTFIX_RELAY]
   -h, --help             この説明 / this text
 
 ミルターを指定したとき / with a milter, main.cf gets:
@@ -130,6 +135,7 @@ mail_owner=${SEKISHO_MAIL_OWNER:-}
 myhostname=${SEKISHO_POSTFIX_HOSTNAME:-sekisho.localdomain}
 milter=${MILTER:-}
 daemon_name=${SEKISHO_POSTFIX_DAEMON_NAME:-internet}
+relay=${SEKISHO_POSTFIX_RELAY:-}
 cmd=""
 
 need_arg() {
@@ -145,6 +151,7 @@ while [ $# -gt 0 ]; do
     -n | --hostname) need_arg "$1" $#; myhostname=$2; shift 2 ;;
     -M | --milter) need_arg "$1" $#; milter=$2; shift 2 ;;
     -d | --daemon-name) need_arg "$1" $#; daemon_name=$2; shift 2 ;;
+    -r | --relay) need_arg "$1" $#; relay=$2; shift 2 ;;
     -h | --help) usage; exit 0 ;;
     start | stop | status | flush)
         [ -z "$cmd" ] || usage_error "one command only (got '$cmd' and '$1')"
@@ -298,6 +305,10 @@ start() {
         esac
     fi
 
+    case $relay in
+    '') ;;
+    *[!0-9]*) usage_error "relay '$relay' must be a port number on 127.0.0.1" ;;
+    esac
     pid=$(master_pid)
     [ -z "$pid" ] || die "already running (master pid $pid, base $base); stop it first"
 
@@ -368,6 +379,16 @@ default_transport = $nowhere
 relay_transport = $nowhere
 local_transport = $nowhere
 EOF
+        if [ -n "$relay" ]; then
+            cat <<EOF
+
+# A sending MTA: every mail is relayed to 127.0.0.1:$relay, never delivered
+# here. A 4xx there leaves it in this queue (deferred) until it is retried.
+virtual_mailbox_domains =
+default_transport = smtp:[127.0.0.1]:$relay
+relay_transport = smtp:[127.0.0.1]:$relay
+EOF
+        fi
         if [ -n "$milter" ]; then
             cat <<EOF
 
@@ -411,6 +432,10 @@ anvil              unix  -       -       n       -       1       anvil
 scache             unix  -       -       n       -       1       scache
 postlog            unix-dgram n  -       n       -       1       postlogd
 EOF
+    if [ -n "$relay" ]; then # the one way out: SMTP to 127.0.0.1:$relay
+        echo "smtp               unix  -       -       n       -       -       smtp" \
+            >>"$conf/master.cf" || die "cannot write $conf/master.cf"
+    fi
 
     # `postfix check` creates the queue tree and data_directory with the
     # owners and modes Postfix wants, and checks the configuration.

@@ -25,11 +25,13 @@
  *        a text naming the quarantine id; the original is held;
  *     4. otherwise rewrite from sanitize_finish()'s output (never
  *        re-implemented here): the body replaced (smfi_replacebody, in
- *        chunks), every header of the original deleted, then the header
- *        block of the sanitized message added in its order (X-Sekisho-
- *        Quarantine-Id, the kept headers with the tagged Subject, MIME-
- *        Version, Content-Type, Content-Transfer-Encoding, X-Sekisho-
- *        Sanitized).
+ *        chunks), and the header fields made those of the sanitized header
+ *        block (X-Sekisho-Quarantine-Id, the kept headers with the tagged
+ *        Subject, MIME-Version, Content-Type, Content-Transfer-Encoding,
+ *        X-Sekisho-Sanitized) with the fewest edits (rewrite_headers():
+ *        a field whose value is unchanged stays, every other original field
+ *        is changed or deleted, the new ones are added at the end; each edit
+ *        costs Postfix a change of its queue file).
  *   Any error, crash, timeout, or a pool with no free worker in time:
  *   SMFIS_TEMPFAIL (451 4.7.0 / 4.3.0), never SMFIS_ACCEPT of the original.
  *   The sending MTA keeps the mail and retries. (A failure after step 2
@@ -65,6 +67,7 @@
 #include <getopt.h>
 #include <libmilter/mfapi.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -423,7 +426,7 @@ static int store_durably(const uint8_t *data, size_t len, const quarantine_meta 
 struct conn {
     char addr[INET6_ADDRSTRLEN + 8];
     buf data;     /* the message as received: header block, blank line, body */
-    buf names;    /* header names seen, each NUL-terminated (for deletion) */
+    buf hdrs;     /* the header fields seen: name NUL value NUL (as Postfix sent them) */
     int in_body;  /* the blank line after the headers is in data */
     int too_big;  /* passed max_message_size: the rest was dropped */
     int failed;   /* out of memory while collecting: answered with TEMPFAIL */
@@ -433,9 +436,9 @@ struct conn {
 static void conn_reset(struct conn *c)
 {
     buf_free(&c->data);
-    buf_free(&c->names);
+    buf_free(&c->hdrs);
     buf_init(&c->data, (size_t)gw.pol->mail.limits.max_message_bytes);
-    buf_init(&c->names, (size_t)gw.pol->mail.limits.max_message_bytes);
+    buf_init(&c->hdrs, (size_t)gw.pol->mail.limits.max_message_bytes);
     c->in_body = c->too_big = c->failed = 0;
     c->n_hdr = 0;
 }
@@ -449,9 +452,9 @@ static void over_limit(struct conn *c, int err)
     else
         c->failed = 1;
     buf_free(&c->data); /* nothing of it will be used */
-    buf_free(&c->names);
+    buf_free(&c->hdrs);
     buf_init(&c->data, 0);
-    buf_init(&c->names, 0);
+    buf_init(&c->hdrs, 0);
 }
 
 /* Appends p[0..n) converting bare LF to CRLF (header values may come folded
@@ -507,7 +510,7 @@ static sfsistat cb_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *sa)
     conn_reset(c);
     if (smfi_setpriv(ctx, c) != MI_SUCCESS) {
         buf_free(&c->data);
-        buf_free(&c->names);
+        buf_free(&c->hdrs);
         free(c);
         return SMFIS_TEMPFAIL;
     }
@@ -523,10 +526,11 @@ static sfsistat cb_header(SMFICTX *ctx, char *name, char *value)
     buf_putc(&c->data, ':');
     append_crlf(&c->data, value, strlen(value));
     buf_puts(&c->data, "\r\n");
-    buf_append(&c->names, name, strlen(name) + 1);
+    buf_append(&c->hdrs, name, strlen(name) + 1);
+    buf_append(&c->hdrs, value, strlen(value) + 1);
     c->n_hdr++;
-    if (c->data.err || c->names.err)
-        over_limit(c, c->data.err ? c->data.err : c->names.err);
+    if (c->data.err || c->hdrs.err)
+        over_limit(c, c->data.err ? c->data.err : c->hdrs.err);
     return SMFIS_NOREPLY;
 }
 
@@ -545,78 +549,144 @@ static sfsistat cb_body(SMFICTX *ctx, unsigned char *p, size_t n)
     return SMFIS_NOREPLY;
 }
 
-/* Deletes every header the original had (the highest index of each name
- * first, so that the indexes still to come stay valid). */
-static int delete_headers(SMFICTX *ctx, struct conn *c)
+/* One header field: its name and its value as the milter protocol carries it
+ * (after the colon, leading space kept, folded lines joined with LF). */
+struct field {
+    const char *name, *value;
+};
+
+/* The fields of c->hdrs (name NUL value NUL, as cb_header stored them).
+ * NULL when out of memory. */
+static struct field *orig_fields(const struct conn *c)
 {
-    const char *names = (const char *)c->names.p;
-    size_t n = c->n_hdr;
-    const char **list = calloc(n ? n : 1, sizeof *list);
-    if (list == NULL)
-        return -ENOMEM;
-    size_t at = 0;
-    for (size_t i = 0; i < n; i++) {
-        list[i] = names + at;
-        at += strlen(names + at) + 1;
+    struct field *f = calloc(c->n_hdr ? c->n_hdr : 1, sizeof *f);
+    if (f == NULL)
+        return NULL;
+    const char *p = (const char *)c->hdrs.p;
+    for (size_t i = 0; i < c->n_hdr; i++) {
+        f[i].name = p;
+        p += strlen(p) + 1;
+        f[i].value = p;
+        p += strlen(p) + 1;
     }
-    int rc = 0;
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        int first = 1, count = 0;
-        for (size_t k = 0; k < n; k++)
-            if (strcasecmp(list[k], list[i]) == 0) {
-                if (k < i)
-                    first = 0;
-                count++;
-            }
-        if (!first)
-            continue;
-        for (int idx = count; idx >= 1 && rc == 0; idx--)
-            if (smfi_chgheader(ctx, (char *)list[i], idx, NULL) != MI_SUCCESS)
-                rc = -EIO;
-    }
-    free(list);
-    return rc;
+    return f;
 }
 
-/* Adds the header block hdr[0..n) (CRLF lines, folded lines start with
- * SP/HT) field by field, each value exactly as written after the colon, with
- * folding as LF + whitespace. */
-static int add_headers(SMFICTX *ctx, const char *hdr, size_t n)
+/* Parses the header block hdr[0..n) (CRLF lines, folded lines start with
+ * SP/HT) into fields whose strings live in store: each value exactly as
+ * written after the colon, folding as LF + whitespace. 0, -EBADMSG or
+ * -ENOMEM. */
+static int parse_fields(const char *hdr, size_t n, buf *store, struct field **out, size_t *nout)
 {
-    buf name, value;
-    buf_init(&name, 1024);
-    buf_init(&value, n + 1);
-    int rc = 0;
-    size_t i = 0;
-    while (i < n && rc == 0) {
+    size_t count = 0, i = 0;
+    while (i < n) {
         const char *colon = memchr(hdr + i, ':', n - i);
-        if (colon == NULL) {
-            rc = -EBADMSG;
-            break;
-        }
-        buf_reset(&name);
-        buf_reset(&value);
-        buf_append(&name, hdr + i, (size_t)(colon - (hdr + i)));
+        if (colon == NULL)
+            return -EBADMSG;
+        buf_append(store, hdr + i, (size_t)(colon - (hdr + i)));
+        buf_putc(store, 0);
         i = (size_t)(colon - hdr) + 1;
         for (;;) {
             const char *eol = memchr(hdr + i, '\n', n - i);
             size_t end = eol ? (size_t)(eol - hdr) : n;
             size_t vend = end > i && hdr[end - 1] == '\r' ? end - 1 : end;
-            buf_append(&value, hdr + i, vend - i);
+            buf_append(store, hdr + i, vend - i);
             i = end < n ? end + 1 : n;
             if (i < n && (hdr[i] == ' ' || hdr[i] == '\t'))
-                buf_putc(&value, '\n'); /* a folded line continues the field */
+                buf_putc(store, '\n'); /* a folded line continues the field */
             else
                 break;
         }
-        if (name.err || value.err)
-            rc = -ENOMEM;
-        else if (smfi_addheader(ctx, (char *)buf_cstr(&name), (char *)buf_cstr(&value)) !=
-                 MI_SUCCESS)
-            rc = -EIO;
+        buf_putc(store, 0);
+        count++;
     }
-    buf_free(&name);
-    buf_free(&value);
+    if (store->err)
+        return -ENOMEM;
+    struct field *f = calloc(count ? count : 1, sizeof *f);
+    if (f == NULL)
+        return -ENOMEM;
+    const char *p = (const char *)store->p;
+    for (size_t k = 0; k < count; k++) {
+        f[k].name = p;
+        p += strlen(p) + 1;
+        f[k].value = p;
+        p += strlen(p) + 1;
+    }
+    *out = f;
+    *nout = count;
+    return 0;
+}
+
+/*
+ * Turns the original's header fields into those of the sanitized header
+ * block hdr[0..n) with as few edits as Postfix must apply (each is a change
+ * of its queue file): per field name, the k-th original field is kept when
+ * the k-th sanitized one has the same value, else its value is changed in
+ * place; originals beyond the sanitized count are deleted (highest index
+ * first, so that the indexes still to come stay valid), and sanitized fields
+ * beyond the original count are added at the end, in their order. The
+ * result has exactly the sanitized block's fields and values; fields kept
+ * from the original keep their place. *edits counts the edits. 0 or -errno.
+ */
+static int rewrite_headers(SMFICTX *ctx, const struct conn *c, const char *hdr, size_t n,
+                           unsigned *edits)
+{
+    buf store;
+    buf_init(&store, 2 * n + 16);
+    struct field *nf = NULL, *of = orig_fields(c);
+    size_t n_new = 0;
+    int rc = of == NULL ? -ENOMEM : parse_fields(hdr, n, &store, &nf, &n_new);
+    unsigned char *used = rc == 0 ? calloc(n_new ? n_new : 1, 1) : NULL;
+    if (rc == 0 && used == NULL)
+        rc = -ENOMEM;
+    *edits = 0;
+    for (size_t i = 0; i < c->n_hdr && rc == 0; i++) {
+        int first = 1;
+        for (size_t k = 0; k < i && first; k++)
+            if (strcasecmp(of[k].name, of[i].name) == 0)
+                first = 0;
+        if (!first)
+            continue;
+        /* the fields named of[i].name, original and sanitized, in order */
+        size_t n_orig = 0, j = 0;
+        for (size_t k = 0; k < c->n_hdr && rc == 0; k++) {
+            if (strcasecmp(of[k].name, of[i].name) != 0)
+                continue;
+            n_orig++;
+            while (j < n_new && strcasecmp(nf[j].name, of[i].name) != 0)
+                j++;
+            if (j == n_new)
+                continue; /* deleted below */
+            used[j] = 1;
+            if (strcmp(nf[j].value, of[k].value) != 0) {
+                if (smfi_chgheader(ctx, (char *)of[i].name, (int)n_orig, (char *)nf[j].value) !=
+                    MI_SUCCESS)
+                    rc = -EIO;
+                ++*edits;
+            }
+            j++;
+        }
+        size_t n_kept = 0;
+        for (size_t k = 0; k < n_new; k++)
+            if (strcasecmp(nf[k].name, of[i].name) == 0)
+                n_kept++;
+        for (size_t idx = n_orig; idx > n_kept && rc == 0; idx--) {
+            if (smfi_chgheader(ctx, (char *)of[i].name, (int)idx, NULL) != MI_SUCCESS)
+                rc = -EIO;
+            ++*edits;
+        }
+    }
+    for (size_t k = 0; k < n_new && rc == 0; k++) {
+        if (used[k])
+            continue;
+        if (smfi_addheader(ctx, (char *)nf[k].name, (char *)nf[k].value) != MI_SUCCESS)
+            rc = -EIO;
+        ++*edits;
+    }
+    free(used);
+    free(nf);
+    free(of);
+    buf_free(&store);
     return rc;
 }
 
@@ -689,6 +759,7 @@ static sfsistat eom(SMFICTX *ctx)
     struct slot *s = pool_acquire(t0 + (int64_t)lim->time_limit_ms, &why);
     if (s == NULL)
         goto fail;
+    int64_t t_acq = now_ms();
     size_t cap = 0;
     uint8_t *region = sandbox_worker_input(s->w, &cap);
     if (c->data.len > cap) { /* cannot happen: data.max is the region's size */
@@ -708,6 +779,7 @@ static sfsistat eom(SMFICTX *ctx)
     pool_release(s, rc != 0);
     if (rc != 0)
         goto fail;
+    int64_t t_san = now_ms();
 
     /* 2. the original, durably */
     step = "quarantine";
@@ -724,6 +796,7 @@ static sfsistat eom(SMFICTX *ctx)
         buf_puts(&why, err);
         goto fail;
     }
+    int64_t t_store = now_ms();
     /* the removed parts, for the log */
     size_t o = 0;
     rm[0] = 0;
@@ -785,10 +858,9 @@ static sfsistat eom(SMFICTX *ctx)
     }
     if (boff >= out.len && smfi_replacebody(ctx, (unsigned char *)"", 0) != MI_SUCCESS)
         rc = -EIO;
+    unsigned edits = 0;
     if (rc == 0)
-        rc = delete_headers(ctx, c);
-    if (rc == 0)
-        rc = add_headers(ctx, (const char *)out.p, hlen);
+        rc = rewrite_headers(ctx, c, (const char *)out.p, hlen, &edits);
     buf_free(&out);
     if (rc != 0) {
         buf_printf(&why, "modifying the message failed (%s)", strerror(-rc));
@@ -797,9 +869,12 @@ static sfsistat eom(SMFICTX *ctx)
     atomic_fetch_add(&gw.n_sanitized, 1);
     logmsg(LOG_INFO,
            "queue=%s client=%s message-id=%s quarantine=%s verdict=sanitized removed=%zu "
-           "parts=\"%s\" flags=0x%x ms=%lld",
+           "parts=\"%s\" flags=0x%x edits=%u ms=%lld (wait=%lld sanitize=%lld store=%lld "
+           "rewrite=%lld)",
            loggable(q, sizeof q, queue_id), c->addr, loggable(mid, sizeof mid, res.message_id), id,
-           res.n_parts, rm, res.flags, (long long)(now_ms() - t0));
+           res.n_parts, rm, res.flags, edits, (long long)(now_ms() - t0), (long long)(t_acq - t0),
+           (long long)(t_san - t_acq), (long long)(t_store - t_san),
+           (long long)(now_ms() - t_store));
     st = SMFIS_CONTINUE;
     goto done;
 fail:
@@ -826,24 +901,30 @@ static sfsistat cb_close(SMFICTX *ctx)
     if (c != NULL) {
         smfi_setpriv(ctx, NULL);
         buf_free(&c->data);
-        buf_free(&c->names);
+        buf_free(&c->hdrs);
         free(c);
     }
     return SMFIS_CONTINUE;
 }
 
 /* Milter protocol 6: ask only for what is needed. Connect (the direction),
- * headers and body (the message), end of message; no HELO, MAIL, RCPT, DATA,
+ * headers and body (the message), end of message; no HELO, MAIL, RCPT,
  * unknown commands or end of headers; no reply to each header and body chunk;
- * header values with their leading space as received. */
+ * header values with their leading space as received.
+ * DATA is NOT skipped, although the filter has nothing to do there: Postfix
+ * sends the DATA-stage macros anyway, and without a reply to acknowledge
+ * them the next packet (the header phase, written by cleanup) waits behind
+ * Nagle's algorithm in Postfix for our delayed ACK: 40 ms per message, which
+ * made a single SMTP session 15 times slower (measured, docs/PERFORMANCE.md).
+ * libmilter answers DATA itself (no callback). */
 static sfsistat cb_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, unsigned long f2,
                              unsigned long f3, unsigned long *pf0, unsigned long *pf1,
                              unsigned long *pf2, unsigned long *pf3)
 {
     const unsigned long actions = SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_CHGBODY;
     const unsigned long need = SMFIP_HDR_LEADSPC;
-    const unsigned long skip = SMFIP_NOHELO | SMFIP_NOMAIL | SMFIP_NORCPT | SMFIP_NODATA |
-                               SMFIP_NOUNKNOWN | SMFIP_NOEOH | SMFIP_NR_HDR | SMFIP_NR_BODY;
+    const unsigned long skip = SMFIP_NOHELO | SMFIP_NOMAIL | SMFIP_NORCPT | SMFIP_NOUNKNOWN |
+                               SMFIP_NOEOH | SMFIP_NR_HDR | SMFIP_NR_BODY;
     if ((f0 & actions) != actions || (f1 & need) != need) {
         logmsg(LOG_ERR,
                "the MTA does not offer what the gateway needs (actions 0x%lx of 0x%lx, "
@@ -893,6 +974,39 @@ static policy *load_policy(const char *path)
     fputs(buf_cstr(&errs), stderr);
     buf_free(&errs);
     return p;
+}
+
+/*
+ * Turns Nagle's algorithm off on libmilter's listening TCP socket; Linux
+ * hands the setting on to every connection accepted from it. Without it,
+ * each end of message costs two delayed ACKs (about 40 ms each): the reply
+ * is a burst of small packets (the new body, each header edit, the verdict)
+ * that the MTA answers with nothing, so Nagle holds each packet until the
+ * previous one is acknowledged, and the MTA acknowledges late. libmilter
+ * does not expose its socket: it is the one listening socket of this
+ * process. Returns the number of sockets set (1), 0 for a unix socket, or
+ * -errno.
+ */
+static int listen_nodelay(void)
+{
+    int found = 0;
+    for (int fd = 0; fd < 1024; fd++) {
+        int on = 0;
+        socklen_t len = sizeof on;
+        if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &len) != 0 || !on)
+            continue;
+        struct sockaddr_storage ss;
+        len = sizeof ss;
+        if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+            return -errno;
+        if (ss.ss_family != AF_INET && ss.ss_family != AF_INET6)
+            continue;
+        on = 1;
+        if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on) != 0)
+            return -errno;
+        found++;
+    }
+    return found;
 }
 
 /* Waits for the messages in progress (libmilter's session threads outlive
@@ -1053,6 +1167,11 @@ int main(int argc, char **argv)
         smfi_setbacklog(256) != MI_SUCCESS || smfi_opensocket(1) != MI_SUCCESS) {
         fprintf(stderr, "sekisho-milter: cannot listen on %s (%s)\n", gw.pol->gateway.listen, conn);
         logmsg(LOG_ERR, "cannot listen on %s", gw.pol->gateway.listen);
+        status = EXIT_SOFTWARE;
+    } else if ((e = listen_nodelay()) < 0 || (e == 0 && strncmp(conn, "unix:", 5) != 0)) {
+        fprintf(stderr, "sekisho-milter: %s: cannot set TCP_NODELAY (%s)\n", gw.pol->gateway.listen,
+                e < 0 ? strerror(-e) : "no listening socket found");
+        logmsg(LOG_ERR, "%s: cannot set TCP_NODELAY", gw.pol->gateway.listen);
         status = EXIT_SOFTWARE;
     } else {
         logmsg(LOG_INFO,

@@ -27,6 +27,12 @@
              Outlook, with 髙 and ①) without mojibake: NeoMutt in tmux opens
              it from a Maildir and tmux capture-pane reads the screen, which is
              printed into the test log
+  sender     a second private Postfix relays to the gateway as the internet
+             side's sending MTA; with the milter stopped, a worker crashing
+             and a worker hanging, the mail stays deferred in the sender's
+             queue (4xx in its log), nothing reaches the Maildir; with the
+             milter back, postqueue -f on the sender delivers it sanitized,
+             exactly once
   stop       the milter ends on SIGTERM with status 0 (under ASan: no leak),
              and no worker process is left
 
@@ -479,6 +485,68 @@ def test_milter_down(pf, m, sekisho):
               str(msg["Subject"]).startswith("[外部]"), "%r" % msg.keys())
 
 
+def wait_for(cond, timeout=60):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(0.1)
+    return cond()
+
+
+def test_sender(pf, m, sekisho, repo, kind, mark=None):
+    """A second private Postfix is the internet side's sending MTA and relays
+    to the gateway. With the fault (kind: milter-down, worker-abort,
+    worker-hang) the mail stays deferred in the sender's queue with the
+    gateway's 4xx in its log and nothing reaches the Maildir; once the
+    milter is back without the fault, `postqueue -f` on the sender delivers
+    it sanitized, exactly once."""
+    name = "sender-" + kind
+    before = pf.delivered()
+    key = "sender-" + kind
+    raw = plain_mail(key, "送信側 MTA 経由 " + kind,
+                     "送信側のキューで待つ本文 %s\n" % (mark or ""))
+    with PrivatePostfix(repo, relay=pf.port) as snd:
+        if kind == "milter-down":
+            check(name + "-stop", m.stop() == 0, "exit status %r" % m.status)
+        r = snd.send(raw, SENDER, [RCPT])
+        check(name + "-sender-accepted", r.accepted, "SMTP: %r" % (r,))
+        want = "4.7.1" if kind == "milter-down" else "4.3.0"
+        deferred = wait_for(lambda: "status=deferred" in snd.maillog() and
+                            want in snd.maillog(), 90)
+        check(name + "-deferred-4xx", deferred, "sender log:\n%s" % snd.maillog()[-2000:])
+        q = snd.queue()
+        check(name + "-in-sender-queue", len(q) == 1 and q[0].get("queue_name") == "deferred",
+              "%r" % q)
+        time.sleep(1)
+        check(name + "-not-delivered", new_files(pf, before) == [], "%r" % new_files(pf, before))
+        # the milter back, without the fault
+        m.stop()
+        for var in ("SEKISHO_TEST_WORKER_ABORT_ON", "SEKISHO_TEST_WORKER_HANG_ON"):
+            m.env.pop(var, None)
+        m.start()
+        snd.flush()
+        got = wait_count(pf, len(before) + 1, 90)
+        time.sleep(2)  # a duplicate would show up now
+        got = new_files(pf, before)
+        if check(name + "-delivered-once", len(got) == 1, "%r" % got):
+            with open(got[0], "rb") as f:
+                msg = email.message_from_bytes(f.read(), policy=email.policy.default)
+            check(name + "-delivered-sanitized",
+                  msg["X-Sekisho-Quarantine-Id"] is not None and
+                  msg["X-Sekisho-Sanitized"] is not None and
+                  str(msg["Subject"]).startswith("[外部]") and
+                  str(msg["Message-ID"]) == "<%s@example.co.jp>" % key, "%r" % msg.items())
+        check(name + "-sender-queue-empty", wait_for(lambda: snd.queue() == [], 30),
+              "%r" % snd.queue())
+        print("%s: sender log: %s" % (name, [ln for ln in snd.maillog().splitlines()
+                                             if "status=deferred" in ln][:1]))
+    m.env.update({"SEKISHO_TEST_WORKER_ABORT_ON": ABORT_MARK,
+                  "SEKISHO_TEST_WORKER_HANG_ON": HANG_MARK})
+    m.stop()
+    m.start()
+
+
 def main():
     if len(sys.argv) != 4:
         print("usage: milter_test.py SEKISHO_MILTER SEKISHO REPO_ROOT", file=sys.stderr)
@@ -503,6 +571,9 @@ def main():
             test_worker_fault(pf, m, sekisho, "abort", ABORT_MARK)
             test_worker_fault(pf, m, sekisho, "hang", HANG_MARK)
             test_milter_down(pf, m, sekisho)
+            test_sender(pf, m, sekisho, repo, "milter-down")
+            test_sender(pf, m, sekisho, repo, "worker-abort", ABORT_MARK)
+            test_sender(pf, m, sekisho, repo, "worker-hang", HANG_MARK)
         status = m.stop()
         check("stop-status", status == 0, "exit status %r; log:\n%s" % (status, m.text()[-3000:]))
         time.sleep(0.5)

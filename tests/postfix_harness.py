@@ -86,10 +86,13 @@ class PrivatePostfix:
     """One private instance. Attributes once started: base (the instance's
     directory), conf (its config directory), spool, maildir, port, log."""
 
-    def __init__(self, repo_root, milter=None, keep=False, start_timeout=60):
+    def __init__(self, repo_root, milter=None, keep=False, start_timeout=60, relay=None):
+        """relay (a port on 127.0.0.1): relay every mail there over SMTP
+        instead of delivering it, as the internet side's sending MTA."""
         self.repo = os.path.abspath(repo_root)
         self.script = os.path.join(self.repo, SCRIPT)
         self.milter = milter
+        self.relay = relay
         self.keep = keep
         self.start_timeout = start_timeout
         self.tmp = None
@@ -135,6 +138,8 @@ class PrivatePostfix:
             extra = ["--port", str(self.port), "--maildir", self.maildir]
             if self.milter:
                 extra += ["--milter", self.milter]
+            if self.relay:
+                extra += ["--relay", str(self.relay)]
             r = self._run_script("start", extra, timeout=self.start_timeout)
             if r.returncode == 0:
                 break
