@@ -53,12 +53,14 @@
  *   quarantine id, verdict, removed parts, time; with -f also on stderr.
  */
 #include "config.h"
+#include "decision.h"
 #include "policy.h"
 #include "quarantine.h"
 #include "sandbox.h"
 #include "worker.h"
 #include "sanitize.h"
 #include "util/buf.h"
+#include "util/digest.h"
 #include "util/fileio.h"
 #include "util/msg.h"
 
@@ -174,11 +176,16 @@ struct slot {
     int busy;
 };
 
-/* One put waiting for the committer. */
+/* One request waiting for the committer: a put of an original (data; its
+ * mail.received decision is recorded once it is durable), or, with data
+ * NULL, one decision record (dtype). */
 struct put_req {
     const uint8_t *data;
     size_t len;
     const quarantine_meta *meta;
+    const char *dtype;
+    decision_mail dm; /* the decision's fields (the put fills in id, size, sha256) */
+    char sha256[65];
     char id[QUARANTINE_ID_MAX];
     int rc;
     int done;
@@ -201,6 +208,7 @@ static struct {
     struct put_req *head, *tail;
     int q_stop;
     quarantine *q;
+    ledger *l; /* the decisions (docs/LEDGER.md); owned by the committer */
     pthread_t committer;
 
     atomic_ullong n_messages, n_sanitized, n_rejected, n_tempfail, n_inside, n_syncs, n_puts;
@@ -368,8 +376,10 @@ static void *committer_main(void *unused)
 
         size_t stored = 0;
         for (struct put_req *r = batch; r; r = r->next) {
+            if (r->data == NULL)
+                continue;
             buf_reset(&err);
-            r->rc = quarantine_put(gw.q, r->data, r->len, r->meta, 0, r->id, &err);
+            r->rc = quarantine_put_sha(gw.q, r->data, r->len, r->meta, 0, r->id, r->sha256, &err);
             if (r->rc < 0)
                 snprintf(r->err, sizeof r->err, "%s", buf_cstr(&err));
             else
@@ -382,11 +392,40 @@ static void *committer_main(void *unused)
             atomic_fetch_add(&gw.n_puts, stored);
             if (rc < 0)
                 for (struct put_req *r = batch; r; r = r->next)
-                    if (r->rc >= 0) {
+                    if (r->data != NULL && r->rc >= 0) {
                         r->rc = rc;
                         snprintf(r->err, sizeof r->err, "sync: %s", buf_cstr(&err));
                     }
         }
+        /* The decisions: only for originals now durable, and the records;
+         * one ledger commit for the batch. */
+        size_t staged = 0;
+        int lrc = 0;
+        for (struct put_req *r = batch; r && lrc == 0; r = r->next) {
+            if (r->data != NULL && r->rc < 0)
+                continue;
+            if (r->data != NULL) {
+                r->dm.quarantine_id = r->id;
+                r->dm.sha256 = r->sha256;
+                r->dm.size = r->len;
+            }
+            buf_reset(&err);
+            lrc = decision_mail_append(gw.l, "sekisho-milter",
+                                       r->data != NULL ? "mail.received" : r->dtype, &r->dm, &err);
+            staged++;
+        }
+        if (lrc == 0 && staged) {
+            buf_reset(&err);
+            lrc = ledger_commit(gw.l, &err);
+        }
+        if (lrc != 0)
+            for (struct put_req *r = batch; r; r = r->next)
+                if (r->rc >= 0) {
+                    /* not recorded: not released (an original already
+                     * stored stays in the quarantine) */
+                    r->rc = lrc;
+                    snprintf(r->err, sizeof r->err, "ledger: %s", buf_cstr(&err));
+                }
         pthread_mutex_lock(&gw.q_mu);
         for (struct put_req *r = batch; r; r = r->next)
             r->done = 1;
@@ -397,22 +436,39 @@ static void *committer_main(void *unused)
     return unused;
 }
 
-/* Stores data durably with meta; id gets the quarantine id. 0 or -errno
- * (err says why). */
-static int store_durably(const uint8_t *data, size_t len, const quarantine_meta *meta,
-                         char id[QUARANTINE_ID_MAX], char *err, size_t errn)
+static void committer_wait(struct put_req *r)
 {
-    struct put_req r = {.data = data, .len = len, .meta = meta};
     pthread_mutex_lock(&gw.q_mu);
     if (gw.tail)
-        gw.tail->next = &r;
+        gw.tail->next = r;
     else
-        gw.head = &r;
-    gw.tail = &r;
+        gw.head = r;
+    gw.tail = r;
     pthread_cond_signal(&gw.q_work);
-    while (!r.done)
+    while (!r->done)
         pthread_cond_wait(&gw.q_done, &gw.q_mu);
     pthread_mutex_unlock(&gw.q_mu);
+}
+
+/* Records one decision (type) durably in the ledger. 0 or -errno (err says
+ * why). */
+static int record_durably(const char *type, const decision_mail *dm, char *err, size_t errn)
+{
+    struct put_req r = {.dtype = type, .dm = *dm};
+    committer_wait(&r);
+    if (r.rc < 0)
+        snprintf(err, errn, "%s", r.err);
+    return r.rc;
+}
+
+/* Stores data durably with meta and records mail.received (dm's other
+ * fields); id gets the quarantine id. 0 or -errno (err says why). */
+static int store_durably(const uint8_t *data, size_t len, const quarantine_meta *meta,
+                         const decision_mail *dm, char id[QUARANTINE_ID_MAX], char *err,
+                         size_t errn)
+{
+    struct put_req r = {.data = data, .len = len, .meta = meta, .dm = *dm};
+    committer_wait(&r);
     if (r.rc < 0) {
         snprintf(err, errn, "%s", r.err);
         return r.rc;
@@ -496,6 +552,14 @@ static sfsistat cb_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *sa)
         atomic_fetch_add(&gw.n_inside, 1);
         logmsg(LOG_INFO, "client=%s[%s] daemon=%s: from inside (%s): passed untouched",
                loggable(h, sizeof h, hostname), addr, loggable(d, sizeof d, daemon), why);
+        /* the decision covers the whole connection: its messages are not
+         * seen (recorded durably first, or nothing passes) */
+        decision_mail dm = {.client_addr = addr, .zone = why};
+        char err[256];
+        if (record_durably("mail.passed", &dm, err, sizeof err) < 0) {
+            logmsg(LOG_ERR, "client=%s: cannot record the decision: %s: tempfail", addr, err);
+            return SMFIS_TEMPFAIL;
+        }
         return outbound_rules(ctx, addr, daemon);
     }
     if (gw.verbose)
@@ -697,6 +761,11 @@ static sfsistat tempfail(SMFICTX *ctx, struct conn *c, const char *queue_id, con
     atomic_fetch_add(&gw.n_tempfail, 1);
     logmsg(LOG_WARNING, "queue=%s client=%s verdict=tempfail step=%s: %s",
            loggable(q, sizeof q, queue_id), c->addr, step, why);
+    /* best effort: this may be the ledger failing */
+    char reason[300], err[256];
+    snprintf(reason, sizeof reason, "%s: %s", step, why);
+    decision_mail dm = {.client_addr = c->addr, .reason = reason};
+    record_durably("mail.tempfail", &dm, err, sizeof err);
     smfi_setreply(ctx, (char *)"451", (char *)"4.3.0",
                   (char *)"sekisho: temporary failure while sanitizing, try again later");
     conn_reset(c);
@@ -790,7 +859,12 @@ static sfsistat eom(SMFICTX *ctx)
         goto fail;
     }
     char id[QUARANTINE_ID_MAX], err[256];
-    rc = store_durably(c->data.p, c->data.len, &m, id, err, sizeof err);
+    decision_mail dm = {.message_id = res.message_id,
+                        .from = res.from,
+                        .to = res.to,
+                        .client_addr = c->addr,
+                        .zone = "internet"};
+    rc = store_durably(c->data.p, c->data.len, &m, &dm, id, err, sizeof err);
     free(qp);
     if (rc < 0) {
         buf_puts(&why, err);
@@ -810,9 +884,16 @@ static sfsistat eom(SMFICTX *ctx)
     if (o >= sizeof rm)
         memcpy(rm + sizeof rm - 4, "...", 4);
 
+    decision_mail dd = {.quarantine_id = id, .message_id = res.message_id};
+
     /* 3. cannot be made safe: refused, the original held */
     if (res.verdict != SANITIZE_OK) {
         char r[200];
+        dd.reason = res.reason;
+        if (record_durably("mail.held", &dd, err, sizeof err) < 0) {
+            buf_puts(&why, err);
+            goto fail;
+        }
         atomic_fetch_add(&gw.n_rejected, 1);
         logmsg(LOG_NOTICE,
                "queue=%s client=%s message-id=%s quarantine=%s verdict=rejected removed=%zu "
@@ -861,7 +942,20 @@ static sfsistat eom(SMFICTX *ctx)
     unsigned edits = 0;
     if (rc == 0)
         rc = rewrite_headers(ctx, c, (const char *)out.p, hlen, &edits);
+    /* recorded before it is released (Postfix applies the changes only
+     * after this callback returns) */
+    char osha[65];
+    uint8_t md[DIGEST_SHA256_LEN];
+    digest_sha256(out.p, out.len, md);
+    digest_hex(md, sizeof md, osha);
+    dd.removed_parts = res.n_parts;
+    dd.output_size = out.len;
+    dd.output_sha256 = osha;
     buf_free(&out);
+    if (rc == 0 && record_durably("mail.sanitized", &dd, err, sizeof err) < 0) {
+        buf_printf(&why, "%s", err);
+        goto fail;
+    }
     if (rc != 0) {
         buf_printf(&why, "modifying the message failed (%s)", strerror(-rc));
         goto fail;
@@ -1037,6 +1131,12 @@ static int shutdown_all(void)
     }
     buf_free(&why);
     free(gw.slots);
+    buf lerr;
+    buf_init(&lerr, 4096);
+    if (ledger_close(gw.l, &lerr) != 0) /* everything was committed already */
+        logmsg(LOG_WARNING, "ledger: %s", buf_cstr(&lerr));
+    buf_free(&lerr);
+    gw.l = NULL;
     quarantine_close(gw.q);
     return 0;
 }
@@ -1125,6 +1225,15 @@ int main(int argc, char **argv)
         logmsg(LOG_ERR, "quarantine %s: %s", gw.pol->quarantine_dir, buf_cstr(&err));
         fprintf(stderr, "sekisho-milter: quarantine %s: %s\n", gw.pol->quarantine_dir,
                 buf_cstr(&err));
+        return EXIT_TEMPFAIL;
+    }
+    /* every decision goes to the ledger, created with its key if absent */
+    buf_reset(&err);
+    gw.l = decision_ledger_open(gw.pol, NULL, &err);
+    if (gw.l == NULL) {
+        logmsg(LOG_ERR, "ledger %s: %s", gw.pol->ledger.dir, buf_cstr(&err));
+        fprintf(stderr, "sekisho-milter: ledger %s: %s\n", gw.pol->ledger.dir, buf_cstr(&err));
+        quarantine_close(gw.q);
         return EXIT_TEMPFAIL;
     }
     gw.n_slots = (size_t)gw.pol->gateway.workers;

@@ -196,9 +196,10 @@ class Milter:
             return ""
 
     def quarantine(self, sekisho, *args):
+        # the same state directory as the milter's policy: the same ledger
         r = subprocess.run([sekisho, "quarantine"] + list(args) + ["-q",
                            os.path.join(self.state, "quarantine")], capture_output=True,
-                           timeout=60)
+                           timeout=60, env=dict(os.environ, SEKISHO_STATE_DIR=self.state))
         return r.returncode, r.stdout, r.stderr.decode(errors="replace")
 
     def held(self, sekisho):
@@ -305,6 +306,45 @@ def test_corpus(pf, m, sekisho, repo):
     log = m.text()
     check("corpus-logged", log.count("verdict=sanitized") >= len(sent) and
           "message-id=<" in log and "quarantine=" in log, log[-2000:])
+
+
+def test_ledger(m, sekisho):
+    """Every decision of the runs above is in the milter's ledger, and it
+    verifies: each original in the quarantine was received, then sanitized or
+    held; the inside connection passed; the faults were recorded as tempfail;
+    the originals the tests took out were recorded as released."""
+    env = dict(os.environ, SEKISHO_STATE_DIR=m.state)
+    r = subprocess.run([sekisho, "ledger", "cat"], capture_output=True, env=env, timeout=60)
+    if not check("ledger-cat", r.returncode == 0, r.stderr.decode(errors="replace")):
+        return
+    entries = [json.loads(line) for line in r.stdout.decode("utf-8").splitlines()]
+    by = {}
+    for e in entries:
+        by.setdefault(e["type"], []).append(e["fields"])
+    held = m.held(sekisho)
+    received = {f["quarantine_id"]: f for f in by.get("mail.received", [])}
+    outcome = {f["quarantine_id"]: t for t in ("mail.sanitized", "mail.held")
+               for f in by.get(t, [])}
+    check("ledger-received", set(received) == set(held) and all(
+        received[i]["sha256"] == held[i]["sha256"] and received[i]["size"] == held[i]["size"]
+        for i in held), "received %d, quarantine %d" % (len(received), len(held)))
+    want = {i: "mail.sanitized" if row["verdict"] == "sanitized" else "mail.held"
+            for i, row in held.items()}
+    # an original stored before a fault may lack its outcome (tempfail); none
+    # may have the wrong one
+    wrong = {i: (outcome.get(i), w) for i, w in want.items() if outcome.get(i) not in (w, None)}
+    check("ledger-outcomes", not wrong and len(outcome) >= len(held) - len(by.get(
+        "mail.tempfail", [])), "wrong outcomes %r" % wrong)
+    check("ledger-sanitized-sha", all(len(f["output_sha256"]) == 64 for f in
+                                      by.get("mail.sanitized", [])), "%r" % by.get("mail.sanitized"))
+    check("ledger-passed", any(f.get("client_addr") == "127.0.0.2" for f in by.get("mail.passed", [])),
+          "mail.passed: %r" % by.get("mail.passed"))
+    check("ledger-tempfail", len(by.get("mail.tempfail", [])) >= 2,
+          "mail.tempfail: %r" % by.get("mail.tempfail"))
+    check("ledger-released", len(by.get("quarantine.released", [])) >= 1,
+          "quarantine.released: %r" % by.get("quarantine.released"))
+    r = subprocess.run([sekisho, "ledger", "verify"], capture_output=True, env=env, timeout=120)
+    check("ledger-verify", r.returncode == 0, (r.stdout + r.stderr).decode(errors="replace"))
 
 
 def test_client(pf, corpus_name="jp-cp50221-outlook"):
@@ -575,6 +615,7 @@ def main():
             test_sender(pf, m, sekisho, repo, "worker-abort", ABORT_MARK)
             test_sender(pf, m, sekisho, repo, "worker-hang", HANG_MARK)
         status = m.stop()
+        test_ledger(m, sekisho)
         check("stop-status", status == 0, "exit status %r; log:\n%s" % (status, m.text()[-3000:]))
         time.sleep(0.5)
         check("stop-no-worker-left", m.workers() == [], "workers left: %r" % m.workers())
