@@ -85,7 +85,7 @@
  *              an allow-list violation.
  *   exit, exit_group, rt_sigreturn, restart_syscall, sched_yield.
  *   alarm, setitimer   a caller's per-item time limit inside the child: the
- *              default SIGALRM action ends the child, which the parent reports.
+ *              default SIGALRM or SIGPROF action ends the child, which the parent reports.
  *   open, openat   not allowed, but fail with EACCES instead of killing: a
  *              lazy load (an iconv module for a charset a header names,
  *              beyond those sandbox_preload() loads) degrades instead of
@@ -365,7 +365,7 @@ static scmp_filter_ctx build_filter(int debug)
         SCMP_SYS(rt_sigreturn),
         SCMP_SYS(restart_syscall),
         SCMP_SYS(sched_yield),
-        /* a per-item time limit inside the child (its SIGALRM ends it) */
+        /* a per-item time limit inside the child (its SIGALRM or SIGPROF ends it) */
         SCMP_SYS(alarm),
         SCMP_SYS(setitimer),
     };

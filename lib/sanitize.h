@@ -32,12 +32,13 @@ enum sanitize_verdict {
 };
 
 enum {
-    SANITIZE_F_DEPTH = 1u << 0,    /* parts nested deeper than max_depth were held */
-    SANITIZE_F_PARTS = 1u << 1,    /* parts past max_parts were held */
-    SANITIZE_F_DECODED = 1u << 2,  /* parts past max_decoded_bytes were not analysed */
-    SANITIZE_F_TEXT = 1u << 3,     /* body text past max_text_bytes was cut */
-    SANITIZE_F_HEADERS = 1u << 4,  /* a kept header was invalid or too long and changed */
-    SANITIZE_F_SPOOFED = 1u << 5,  /* From names an internal domain */
+    SANITIZE_F_DEPTH = 1u << 0,   /* parts nested deeper than max_depth were held */
+    SANITIZE_F_PARTS = 1u << 1,   /* parts past max_parts were held */
+    SANITIZE_F_DECODED = 1u << 2, /* parts past max_decoded_bytes were not analysed */
+    SANITIZE_F_TEXT = 1u << 3,    /* body text past max_text_bytes was cut */
+    SANITIZE_F_HEADERS = 1u << 4, /* a kept header was invalid or too long and changed */
+    SANITIZE_F_SPOOFED = 1u << 5, /* From names an internal domain */
+    SANITIZE_F_TIMEOUT = 1u << 6, /* REJECT because time_limit (CPU time) ran out */
 };
 
 typedef struct sanitize_part {
@@ -50,17 +51,17 @@ typedef struct sanitize_part {
 
 typedef struct sanitize_result {
     enum sanitize_verdict verdict;
-    char reason[200];     /* why REJECT (English, for logs) */
+    char reason[200]; /* why REJECT (English, for logs) */
     /* Decoded header values for the index and logs (UTF-8, never NULL after
      * sanitize_message returned 0). */
     char *from, *to, *subject, *message_id;
     sanitize_part *parts;
     size_t n_parts;
-    size_t text_parts;    /* text bodies rendered */
-    size_t html_parts;    /* of which HTML */
-    size_t replaced;      /* characters that became U+FFFD (undecodable input) */
-    unsigned flags;       /* SANITIZE_F_* */
-    char charsets[64];    /* charsets used, comma-separated (for the summary header) */
+    size_t text_parts; /* text bodies rendered */
+    size_t html_parts; /* of which HTML */
+    size_t replaced;   /* characters that became U+FFFD (undecodable input) */
+    unsigned flags;    /* SANITIZE_F_* */
+    char charsets[64]; /* charsets used, comma-separated (for the summary header) */
     /* internal: kept headers and body text, with the quarantine id to insert */
     buf headers;
     buf text;

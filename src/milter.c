@@ -850,6 +850,14 @@ static sfsistat eom(SMFICTX *ctx)
         goto fail;
     int64_t t_san = now_ms();
 
+    /* Over the time limit (CPU time): deferred, not refused and not stored;
+     * the sender retries, perhaps when the worker is less busy. */
+    if (res.verdict != SANITIZE_OK && (res.flags & SANITIZE_F_TIMEOUT)) {
+        buf_printf(&why, "the sanitizer ran out of time (time_limit %llu ms of CPU)",
+                   (unsigned long long)lim->time_limit_ms);
+        goto fail;
+    }
+
     /* 2. the original, durably */
     step = "quarantine";
     quarantine_meta m;

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 void sanitize_worker_init(sanitize_worker *w, sanitize_ctx *sc, const policy *pol)
@@ -26,9 +27,15 @@ int sanitize_worker_fn(void *arg, const uint8_t *in, size_t n, int fd)
     sanitize_worker *a = arg;
     if (a->fault && *a->fault && memmem(in, n, a->fault, strlen(a->fault)))
         abort();
-    /* The sanitizer checks its own deadline between parts; a parser that
-     * never returns is ended by SIGALRM, and that message alone is held. */
-    alarm((unsigned)(a->time_limit_ms / 1000 + 2));
+    /* The sanitizer checks its own deadline (CPU time) between parts; a
+     * parser that never returns is ended by SIGPROF after the limit + 2 s of
+     * CPU time, and that message alone fails. CPU time, not the wall clock:
+     * on a loaded machine a message must not fail for waiting its turn (the
+     * caller's wall-clock backstop is far longer). */
+    uint64_t ms = a->time_limit_ms + 2000;
+    struct itimerval it = {
+        .it_value = {.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000}};
+    setitimer(ITIMER_PROF, &it, NULL);
     if (a->hang && *a->hang && memmem(in, n, a->hang, strlen(a->hang)))
         for (volatile int spin = 1; spin;)
             ;
@@ -42,7 +49,8 @@ int sanitize_worker_fn(void *arg, const uint8_t *in, size_t n, int fd)
     if (rc == 0)
         rc = sandbox_reply(fd, packed.p, packed.len);
     buf_free(&packed);
-    alarm(0);
+    struct itimerval off = {0};
+    setitimer(ITIMER_PROF, &off, NULL);
     return rc == 0 ? 0 : 3;
 }
 

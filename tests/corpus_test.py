@@ -650,7 +650,7 @@ def mode_worker_fault(sekisho, srcdir, work):
 
 
 def mode_worker_hang(sekisho, srcdir, work):
-    """A worker that never returns from one message: the per-message alarm
+    """A worker that never returns from one message: the per-message CPU timer
     ends it, that message is held (65), the others are sanitized."""
     indir = os.path.join(work, "in")
     os.makedirs(indir)
@@ -668,7 +668,7 @@ def mode_worker_hang(sekisho, srcdir, work):
     took = time.monotonic() - t0
     err = r.stderr.decode(errors="replace")
     outs = sorted(os.listdir(os.path.join(work, "out")))
-    if r.returncode == 65 and "h1.eml: cannot be made safe" in err and "SIGALRM" in err \
+    if r.returncode == 65 and "h1.eml: cannot be made safe" in err and "SIGPROF" in err \
             and outs == ["h0.eml", "h2.eml"]:
         ok("worker-hang")
         print("worker-hang: held after %.1f s" % took)

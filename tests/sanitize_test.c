@@ -128,6 +128,25 @@ static void test_limits(void)
     free(out);
     sanitize_result_free(&res);
     pol->mail.limits.max_message_bytes = 50 << 20;
+
+    /* time limit (CPU time, checked at each part): REJECT, flagged as a
+     * timeout so that the gateway defers instead of refusing */
+    pol->mail.limits.time_limit_ms = 0;
+    out = run("From: a@example.com\r\nMIME-Version: 1.0\r\n"
+              "Content-Type: multipart/mixed; boundary=b\r\n\r\n"
+              "--b\r\nContent-Type: text/plain\r\n\r\nhello\r\n--b--\r\n",
+              &res);
+    CHECK_INT(res.verdict, SANITIZE_REJECT);
+    CHECK(res.flags & SANITIZE_F_TIMEOUT);
+    CHECK(out == NULL || strstr(out, "hello") == NULL);
+    free(out);
+    sanitize_result_free(&res);
+    pol->mail.limits.time_limit_ms = 30000;
+    out = run("From: a@example.com\r\n\r\nhello\r\n", &res);
+    CHECK_INT(res.verdict, SANITIZE_OK);
+    CHECK(!(res.flags & SANITIZE_F_TIMEOUT));
+    free(out);
+    sanitize_result_free(&res);
 }
 
 static void test_pack(const char *path)
