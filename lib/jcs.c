@@ -941,6 +941,15 @@ static _Thread_local buf tl_keys;
 static _Thread_local member *tl_mem;
 static _Thread_local size_t tl_capmem;
 
+void jcs_thread_cleanup(void)
+{
+    buf_free(&tl_keys);
+    memset(&tl_keys, 0, sizeof tl_keys);
+    free(tl_mem);
+    tl_mem = NULL;
+    tl_capmem = 0;
+}
+
 int jcs_canonicalize(const uint8_t *in, size_t n, unsigned flags, buf *out, jcs_error *err)
 {
     return jcs_canonicalize_members(in, n, flags, out, err, NULL, 0, NULL);

@@ -77,6 +77,10 @@ long jcs_members(const uint8_t *text, size_t n, jcs_member *m, size_t max);
  * Returns 0, or -1 if s is not valid UTF-8. */
 int jcs_put_string(buf *out, const char *s, size_t n);
 
+/* Frees the calling thread's work space (kept between calls); for a thread
+ * that ends before the process does. */
+void jcs_thread_cleanup(void);
+
 /* Decodes a canonical JSON string value (with its quotes) into out (UTF-8). */
 int jcs_string_value(const uint8_t *text, size_t n, buf *out);
 

@@ -54,6 +54,7 @@
  */
 #include "config.h"
 #include "decision.h"
+#include "jcs.h"
 #include "policy.h"
 #include "quarantine.h"
 #include "sandbox.h"
@@ -433,6 +434,7 @@ static void *committer_main(void *unused)
     }
     pthread_mutex_unlock(&gw.q_mu);
     buf_free(&err);
+    jcs_thread_cleanup(); /* the ledger's canonicalizer keeps work space per thread */
     return unused;
 }
 
