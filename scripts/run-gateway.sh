@@ -91,6 +91,8 @@ cat <<EOF
  届いたメール / the delivered mail:   ls var/maildir/new/
  原本 / the original:   SEKISHO_STATE_DIR=var $sekisho quarantine list
                         SEKISHO_STATE_DIR=var $sekisho quarantine get ID
+ 判断の記録 / the decisions (ledger):   SEKISHO_STATE_DIR=var $sekisho ledger tail
+                        SEKISHO_STATE_DIR=var $sekisho ledger verify
 
  Ctrl-C で停止 / Ctrl-C stops Postfix and the milter.
 ================================================================================
