@@ -9,6 +9,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -78,12 +79,33 @@ static void key(buf *out, int *first, const char *k)
     buf_putc(out, ':');
 }
 
+/* A value longer than this (a header a sender made huge) is cut at a
+ * character boundary and marked, so that every decision fits in one entry
+ * (LEDGER_MAX_ENTRY) and can always be recorded. */
+#define FIELD_MAX 2048
+
 static void str_field(buf *out, int *first, const char *k, const char *v)
 {
     if (v == NULL)
         return;
     key(out, first, k);
-    decision_json_str(out, v);
+    size_t n = strlen(v);
+    if (n <= FIELD_MAX) {
+        decision_json_str(out, v);
+        return;
+    }
+    size_t cut = FIELD_MAX;
+    while (cut > 0 && ((unsigned char)v[cut] & 0xC0) == 0x80)
+        cut--; /* not inside a UTF-8 sequence */
+    char *tmp = malloc(cut + 64);
+    if (tmp == NULL) {
+        out->err = out->err ? out->err : -ENOMEM;
+        return;
+    }
+    memcpy(tmp, v, cut);
+    snprintf(tmp + cut, 64, "…(%zu bytes in all)", n);
+    decision_json_str(out, tmp);
+    free(tmp);
 }
 
 static void num_field(buf *out, int *first, const char *k, uint64_t v)

@@ -15,7 +15,9 @@
  * about to be removed {quarantine_id, sha256, size, received, retain_until} quarantine.purge_failed
  * the removal recorded above failed {count, reason}
  *
- * Fields absent from a decision_mail (NULL strings) are left out. Strings are
+ * Fields absent from a decision_mail (NULL strings) are left out; a string
+ * longer than 2048 bytes is cut (at a character boundary) and says how long
+ * it was, so that every decision fits in one entry. Strings are
  * written as JSON strings; bytes that are not UTF-8 become U+FFFD, so a mail
  * with a broken header can always be recorded. A decision counts once
  * ledger_commit() returned 0; until then nothing may be released.

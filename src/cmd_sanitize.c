@@ -225,6 +225,7 @@ struct runner {
     const struct opts *o;
     sandbox_worker *w;
     int start_failed;
+    int ledger_failed; /* entries may be staged for mail not released: stop */
     buf reply, why;
 };
 
@@ -344,9 +345,11 @@ static int record(struct runner *r, struct job *jobs, size_t n, const char *fail
     }
     if (rc == 0)
         rc = ledger_commit(r->l, &err);
-    if (rc != 0)
+    if (rc != 0) {
         fprintf(stderr, "sekisho sanitize: cannot write the decisions to the ledger: %s\n",
                 buf_cstr(&err));
+        r->ledger_failed = 1;
+    }
     buf_free(&err);
     return rc;
 }
@@ -495,7 +498,7 @@ int cmd_sanitize(int argc, char **argv)
     size_t total = nfiles ? (size_t)nfiles : 1;
     struct job *jobs = xcalloc(BATCH_MAX, sizeof *jobs);
     size_t next = 0;
-    while (next < total) {
+    while (next < total && !r.ledger_failed) {
         size_t n = 0;
         while (next < total && n < BATCH_MAX) {
             struct job *j = &jobs[n++];
@@ -521,8 +524,17 @@ int cmd_sanitize(int argc, char **argv)
         status = EXIT_TEMPFAIL;
     }
     buf_reset(&err);
-    if (ledger_close(l, &err) != 0)
+    if (r.ledger_failed) {
+        /* Not closed: closing would commit entries still staged for mail
+         * that was not released. Nothing was released after the failure;
+         * the remaining inputs were not processed. */
+        fputs("sekisho sanitize: stopped at the ledger failure; the remaining inputs were not "
+              "processed\n",
+              stderr);
+        status = EXIT_TEMPFAIL;
+    } else if (ledger_close(l, &err) != 0) {
         msg_warn("ledger: %s (the decisions were already committed)", buf_cstr(&err));
+    }
     buf_free(&err);
     quarantine_close(q);
     policy_free(pol);

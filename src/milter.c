@@ -209,7 +209,8 @@ static struct {
     struct put_req *head, *tail;
     int q_stop;
     quarantine *q;
-    ledger *l; /* the decisions (docs/LEDGER.md); owned by the committer */
+    ledger *l;         /* the decisions (docs/LEDGER.md); owned by the committer */
+    int ledger_broken; /* a failed append or commit: see committer_main() */
     pthread_t committer;
 
     atomic_ullong n_messages, n_sanitized, n_rejected, n_tempfail, n_inside, n_syncs, n_puts;
@@ -415,9 +416,20 @@ static void *committer_main(void *unused)
                                        r->data != NULL ? "mail.received" : r->dtype, &r->dm, &err);
             staged++;
         }
-        if (lrc == 0 && staged) {
+        if (lrc == 0 && gw.ledger_broken) {
+            lrc = -EIO;
+            buf_puts(&err, "unusable since an earlier failure (restart sekisho-milter)");
+        } else if (lrc == 0 && staged) {
             buf_reset(&err);
             lrc = ledger_commit(gw.l, &err);
+        }
+        if (lrc != 0 && !gw.ledger_broken) {
+            /* Entries of this batch may stay staged in the handle: never
+             * commit them (their mail is not released); every later
+             * decision fails (TEMPFAIL) until a restart reopens it. */
+            gw.ledger_broken = 1;
+            logmsg(LOG_ERR, "ledger: %s: every mail is deferred until sekisho-milter restarts",
+                   buf_cstr(&err));
         }
         if (lrc != 0)
             for (struct put_req *r = batch; r; r = r->next)
@@ -1143,7 +1155,9 @@ static int shutdown_all(void)
     free(gw.slots);
     buf lerr;
     buf_init(&lerr, 4096);
-    if (ledger_close(gw.l, &lerr) != 0) /* everything was committed already */
+    /* after a failure the handle may hold entries of mail not released:
+     * left unclosed (never committed) */
+    if (!gw.ledger_broken && ledger_close(gw.l, &lerr) != 0)
         logmsg(LOG_WARNING, "ledger: %s", buf_cstr(&lerr));
     buf_free(&lerr);
     gw.l = NULL;

@@ -64,6 +64,16 @@ static void test_fields(void)
     decision_json_str(&b, "x\xff\xe3\x81y\xed\xa0\x80z\xe3\x81\x82");
     CHECK_STR(buf_cstr(&b), "\"x\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBDy\xEF\xBF\xBD\xEF\xBF\xBD"
                             "\xEF\xBF\xBDz\xE3\x81\x82\"");
+    /* a huge header value is cut and says so */
+    char *huge = malloc(100001);
+    memset(huge, 'x', 100000);
+    memcpy(huge + 2046, "\xE3\x81\x82", 3); /* a character across the cut */
+    huge[100000] = 0;
+    decision_mail hm = {.message_id = huge, .reason = "r"};
+    fields("mail.held", &hm, &b);
+    CHECK(b.len < 2200);
+    CHECK_HAS(buf_cstr(&b), "xx…(100000 bytes in all)");
+    free(huge);
     buf_reset(&b);
     decision_json_str(&b, NULL);
     CHECK_STR(buf_cstr(&b), "\"\"");
