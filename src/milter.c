@@ -881,11 +881,8 @@ static sfsistat eom(SMFICTX *ctx)
         goto fail;
     }
     char id[QUARANTINE_ID_MAX], err[256];
-    decision_mail dm = {.message_id = res.message_id,
-                        .from = res.from,
-                        .to = res.to,
-                        .client_addr = c->addr,
-                        .zone = "internet"};
+    decision_mail dm = {
+        .message_id = res.message_id, .from = res.from, .to = res.to, .client_addr = c->addr};
     rc = store_durably(c->data.p, c->data.len, &m, &dm, id, err, sizeof err);
     free(qp);
     if (rc < 0) {
