@@ -121,14 +121,19 @@ class Milter:
     """sekisho-milter on a free loopback port with its own state directory;
     always stopped (SIGTERM, then SIGKILL) by stop()."""
 
-    def __init__(self, exe, tmp, env_extra=None):
+    def __init__(self, exe, tmp, env_extra=None, unix=False):
         self.exe, self.tmp = exe, tmp
         self.port = free_port()
+        # listen: unix:PATH instead of TCP
+        self.sock = os.path.join(tmp, "milter.sock") if unix else None
         self.state = os.path.join(tmp, "state")
         self.policy = os.path.join(tmp, "policy.yaml")
         self.log = os.path.join(tmp, "milter.log")
         with open(self.policy, "w", encoding="utf-8") as f:
-            f.write(POLICY.format(state=self.state, port=self.port))
+            pol = POLICY.format(state=self.state, port=self.port)
+            if self.sock:
+                pol = pol.replace("listen: inet:127.0.0.1:%d" % self.port, "listen: unix:" + self.sock)
+            f.write(pol)
         self.env = dict(os.environ)
         self.env["SEKISHO_TEST_MILTER_INSTANCE"] = tmp  # finds its workers in /proc
         self.env.update(env_extra or {})
@@ -137,7 +142,7 @@ class Milter:
 
     @property
     def spec(self):
-        return "inet:127.0.0.1:%d" % self.port
+        return ("unix:" + self.sock) if self.sock else "inet:127.0.0.1:%d" % self.port
 
     def start(self):
         self.logf = open(self.log, "ab")
@@ -148,9 +153,14 @@ class Milter:
             if self.proc.poll() is not None:
                 raise HarnessError("sekisho-milter exited with %d:\n%s" %
                                    (self.proc.returncode, self.text()))
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
+            if self.sock:
+                with socket.socket(socket.AF_UNIX) as s:
+                    if os.path.exists(self.sock) and s.connect_ex(self.sock) == 0:
+                        return
+            else:
+                with socket.socket() as s:
+                    if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                        return
             time.sleep(0.05)
         raise HarnessError("sekisho-milter does not listen after 30 s:\n%s" % self.text())
 
@@ -345,6 +355,36 @@ def test_ledger(m, sekisho):
           "quarantine.released: %r" % by.get("quarantine.released"))
     r = subprocess.run([sekisho, "ledger", "verify"], capture_output=True, env=env, timeout=120)
     check("ledger-verify", r.returncode == 0, (r.stdout + r.stderr).decode(errors="replace"))
+
+
+def test_unix_socket(exe, sekisho, repo, tmp):
+    """listen: unix:PATH. The socket is the owner's and its group's only
+    (umask 007); Postfix's smtpd runs as postfix, so the administrator gives
+    the socket to the postfix group (docs/GATEWAY.md), as done here."""
+    d = os.path.join(tmp, "unix")
+    os.makedirs(d)
+    os.chmod(d, 0o755)
+    m = Milter(exe, d, unix=True)
+    try:
+        m.start()
+        mode = os.stat(m.sock).st_mode & 0o777
+        check("unix-socket-mode", mode & 0o007 == 0, "socket mode %o" % mode)
+        shutil.chown(m.sock, group="postfix")
+        with PrivatePostfix(repo, milter=m.spec) as pf:
+            raw = plain_mail("unix-socket", "ソケット経由")
+            r = pf.send(raw, SENDER, [RCPT])
+            if check("unix-accepted", r.accepted, "SMTP: %r" % (r,)):
+                got = wait_count(pf, 1)
+                data = open(got[0], "rb").read() if got else b""
+                check("unix-sanitized", len(got) == 1 and b"X-Sekisho-Quarantine-Id:" in data,
+                      "delivered %r" % data[:500])
+        check("unix-stop", m.stop() == 0, m.text()[-1500:])
+    except HarnessError as e:
+        fail("unix-harness", str(e))
+    finally:
+        m.stop()
+        for pid in m.workers():
+            os.kill(pid, signal.SIGKILL)
 
 
 def test_client(pf, corpus_name="jp-cp50221-outlook"):
@@ -616,6 +656,7 @@ def main():
             test_sender(pf, m, sekisho, repo, "worker-hang", HANG_MARK)
         status = m.stop()
         test_ledger(m, sekisho)
+        test_unix_socket(exe, sekisho, repo, tmp)
         check("stop-status", status == 0, "exit status %r; log:\n%s" % (status, m.text()[-3000:]))
         time.sleep(0.5)
         check("stop-no-worker-left", m.workers() == [], "workers left: %r" % m.workers())
