@@ -13,61 +13,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
-/* Length of the UTF-8 sequence at p[0..n) (RFC 3629: no overlongs, no
- * surrogates, nothing past U+10FFFF), or 0 when it is not one. */
-static size_t utf8_seq(const unsigned char *p, size_t n)
-{
-    unsigned c = p[0];
-    size_t len;
-    unsigned lo = 0x80, hi = 0xBF;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xC2 && c <= 0xDF)
-        len = 2;
-    else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3;
-        if (c == 0xE0)
-            lo = 0xA0;
-        if (c == 0xED)
-            hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4;
-        if (c == 0xF0)
-            lo = 0x90;
-        if (c == 0xF4)
-            hi = 0x8F;
-    } else
-        return 0;
-    if (n < len || p[1] < lo || p[1] > hi)
-        return 0;
-    for (size_t i = 2; i < len; i++)
-        if (p[i] < 0x80 || p[i] > 0xBF)
-            return 0;
-    return len;
-}
-
 void decision_json_str(buf *out, const char *s)
 {
-    const unsigned char *p = (const unsigned char *)(s ? s : "");
-    size_t n = strlen((const char *)p), at = out->len;
-    if (jcs_put_string(out, (const char *)p, n) == 0 || out->err)
-        return;
-    /* not UTF-8: the same with each stray byte as U+FFFD */
-    buf_truncate(out, at);
-    buf clean;
-    buf_init(&clean, 3 * n + 1);
-    for (size_t i = 0; i < n;) {
-        size_t len = utf8_seq(p + i, n - i);
-        if (len == 0) {
-            buf_puts(&clean, "\xEF\xBF\xBD"); /* U+FFFD */
-            i++;
-        } else {
-            buf_append(&clean, p + i, len);
-            i += len;
-        }
-    }
-    jcs_put_string(out, clean.p ? (const char *)clean.p : "", clean.len);
-    buf_free(&clean);
+    s = s ? s : "";
+    jcs_put_string_lossy(out, s, strlen(s));
 }
 
 static void key(buf *out, int *first, const char *k)
@@ -175,15 +124,21 @@ int decision_mail_append(ledger *l, const char *source, const char *type, const 
     return rc;
 }
 
+void ledger_opts_from_policy(const policy *pol, const char *dir, const char *key_file,
+                             ledger_opts *lo)
+{
+    memset(lo, 0, sizeof *lo);
+    lo->dir = dir ? dir : pol->ledger.dir;
+    lo->key_file = key_file ? key_file : pol->ledger.key_file;
+    lo->checkpoint_entries = pol->ledger.checkpoint_entries;
+    lo->checkpoint_ms = pol->ledger.checkpoint_interval_ms;
+    lo->period = pol->ledger.segment_daily ? LEDGER_DAILY : LEDGER_MONTHLY;
+}
+
 ledger *decision_ledger_open(const policy *pol, const char *dir, buf *err)
 {
     ledger_opts lo;
-    memset(&lo, 0, sizeof lo);
-    lo.dir = dir ? dir : pol->ledger.dir;
-    lo.key_file = pol->ledger.key_file;
-    lo.checkpoint_entries = pol->ledger.checkpoint_entries;
-    lo.checkpoint_ms = pol->ledger.checkpoint_interval_ms;
-    lo.period = pol->ledger.segment_daily ? LEDGER_DAILY : LEDGER_MONTHLY;
+    ledger_opts_from_policy(pol, dir, NULL, &lo);
     char marker[PATH_MAX];
     struct stat st;
     if (snprintf(marker, sizeof marker, "%s/ledger.json", lo.dir) >= (int)sizeof marker) {

@@ -652,7 +652,9 @@ static void parse_string(ps *p, int is_key)
     p->i = i;
 }
 
-int jcs_put_string(buf *out, const char *str, size_t n)
+/* lossy: a byte that does not start a UTF-8 sequence becomes U+FFFD instead
+ * of failing. */
+static int put_string(buf *out, const char *str, size_t n, int lossy)
 {
     const uint8_t *s = (const uint8_t *)str;
     buf_putc(out, '"');
@@ -665,13 +667,23 @@ int jcs_put_string(buf *out, const char *str, size_t n)
             break;
         uint32_t cp;
         size_t k = utf8_decode(s + i, n - i, &cp);
-        if (k == 0)
+        if (k == 0 && !lossy)
             return -1;
-        put_escaped_cp(out, cp);
-        i += k;
+        put_escaped_cp(out, k ? cp : 0xFFFD);
+        i += k ? k : 1;
     }
     buf_putc(out, '"');
     return out->err ? -1 : 0;
+}
+
+int jcs_put_string(buf *out, const char *s, size_t n)
+{
+    return put_string(out, s, n, 0);
+}
+
+int jcs_put_string_lossy(buf *out, const char *s, size_t n)
+{
+    return put_string(out, s, n, 1);
 }
 
 /* ---- member names: UTF-16 code unit order (RFC 8785 3.2.3) -------------------- */
@@ -1034,24 +1046,13 @@ static uint32_t next_cp(const uint8_t *t, size_t end, size_t *i)
     }
     uint8_t e = t[*i + 1];
     *i += 2;
-    switch (e) {
-    case 'b':
-        return '\b';
-    case 'f':
-        return '\f';
-    case 'n':
-        return '\n';
-    case 'r':
-        return '\r';
-    case 't':
-        return '\t';
-    case 'u':
+    if (e == 'u') {
         hex4(t + *i, &cp);
         *i += 4;
         return cp;
-    default:
-        return e;
     }
+    int c = simple_escape(e);
+    return c >= 0 ? (uint32_t)c : e;
 }
 
 /* UTF-16 order of two canonical string bodies (a: [as, ae), b: [bs, be)). */

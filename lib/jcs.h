@@ -76,6 +76,10 @@ long jcs_members(const uint8_t *text, size_t n, jcs_member *m, size_t max);
 /* Appends s[0..n) (UTF-8) as a canonical JSON string with its quotes.
  * Returns 0, or -1 if s is not valid UTF-8. */
 int jcs_put_string(buf *out, const char *s, size_t n);
+/* jcs_put_string() for text that may not be UTF-8 (e.g. a mail header): each
+ * byte that does not start a valid sequence becomes U+FFFD. Never fails but
+ * for out's own limit (-1). */
+int jcs_put_string_lossy(buf *out, const char *s, size_t n);
 
 /* Frees the calling thread's work space (kept between calls); for a thread
  * that ends before the process does. */
