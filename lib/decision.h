@@ -55,6 +55,12 @@ int decision_mail_append(ledger *l, const char *source, const char *type, const 
  * are not UTF-8. */
 void decision_json_str(buf *out, const char *s);
 
+/* The ledger options the policy gives (its ledger: section), with dir and
+ * key_file overridden where not NULL (a command's -l/-k); everything else
+ * zero. For every program that opens the policy's ledger. */
+void ledger_opts_from_policy(const policy *pol, const char *dir, const char *key_file,
+                             ledger_opts *lo);
+
 /* Opens the policy's ledger (dir overrides pol->ledger.dir when not NULL)
  * for writing, creating it with its signing key if the directory holds no
  * ledger yet (a created ledger is reported on stderr with its public key). */

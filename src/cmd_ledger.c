@@ -12,6 +12,7 @@
  * ledger, 74/75 when it cannot be read.
  */
 #include "cli.h"
+#include "decision.h"
 #include "ledger.h"
 #include "util/buf.h"
 #include "util/digest.h"
@@ -442,12 +443,7 @@ static int status_of(int rc)
 /* Builds the ledger options from the command line and the policy. */
 static void make_opts(const struct opts *o, policy *pol, ledger_opts *lo, buf *notes)
 {
-    memset(lo, 0, sizeof *lo);
-    lo->dir = o->dir ? o->dir : pol->ledger.dir;
-    lo->key_file = o->key ? o->key : pol->ledger.key_file;
-    lo->checkpoint_entries = pol->ledger.checkpoint_entries;
-    lo->checkpoint_ms = pol->ledger.checkpoint_interval_ms;
-    lo->period = pol->ledger.segment_daily ? LEDGER_DAILY : LEDGER_MONTHLY;
+    ledger_opts_from_policy(pol, o->dir, o->key, lo);
     lo->notes = notes;
 }
 

@@ -9,6 +9,7 @@
  * durable (nothing recorded); 78 policy error.
  */
 #include "cli.h"
+#include "decision.h"
 #include "jcs.h"
 #include "ledger.h"
 #include "util/msg.h"
@@ -226,12 +227,8 @@ int cmd_record(int argc, char **argv)
     status = build_fields(t, argc - optind - 1, argv + optind + 1, &fields);
     ledger *l = NULL;
     if (status == EXIT_OK) {
-        ledger_opts lo2 = {0};
-        lo2.dir = dir ? dir : pol->ledger.dir;
-        lo2.key_file = key ? key : pol->ledger.key_file;
-        lo2.checkpoint_entries = pol->ledger.checkpoint_entries;
-        lo2.checkpoint_ms = pol->ledger.checkpoint_interval_ms;
-        lo2.period = pol->ledger.segment_daily ? LEDGER_DAILY : LEDGER_MONTHLY;
+        ledger_opts lo2;
+        ledger_opts_from_policy(pol, dir, key, &lo2);
         lo2.notes = &notes;
         l = ledger_open(&lo2, 1, &err);
         fputs(buf_cstr(&notes), stderr);

@@ -11,6 +11,7 @@
  * counts, sign a head, exit 0.
  */
 #include "cli.h"
+#include "decision.h"
 #include "ledger.h"
 #include "syslogmsg.h"
 #include "util/msg.h"
@@ -460,12 +461,8 @@ int cmd_syslogd(int argc, char **argv)
     buf notes;
     buf_init(&notes, 1 << 20);
     if (status == EXIT_OK) {
-        ledger_opts o = {0};
-        o.dir = dir ? dir : pol->ledger.dir;
-        o.key_file = key ? key : pol->ledger.key_file;
-        o.checkpoint_entries = pol->ledger.checkpoint_entries;
-        o.checkpoint_ms = pol->ledger.checkpoint_interval_ms;
-        o.period = pol->ledger.segment_daily ? LEDGER_DAILY : LEDGER_MONTHLY;
+        ledger_opts o;
+        ledger_opts_from_policy(pol, dir, key, &o);
         o.notes = &notes;
         s->l = ledger_open(&o, 1, &s->err);
         fputs(buf_cstr(&notes), stderr);
